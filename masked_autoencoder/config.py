@@ -1,0 +1,118 @@
+"""MAEConfig: the architecture and training-target settings of a Masked Autoencoder (the only home of defaults)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ._validation import fail, require, require_mask_ratio, require_positive_int, to_pair
+
+Size = int | tuple[int, int]
+
+
+@dataclass(frozen=True)
+class MAEConfig:
+    """Settings of a Masked Autoencoder ViT.
+
+    Field names are the official ``MaskedAutoencoderViT`` constructor's argument names and the
+    defaults are its defaults (a ViT-L/16 encoder with a 512-wide, 8-block decoder).
+    ``img_size`` and ``patch_size`` take an int or an (h, w) pair; ``img_size`` only fixes the
+    grid of the stored position tables: the model runs on any image size divisible by the patch.
+    """
+
+    img_size: Size = 224
+    patch_size: Size = 16
+    in_chans: int = 3
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    decoder_embed_dim: int = 512
+    decoder_depth: int = 8
+    decoder_num_heads: int = 16
+    mlp_ratio: float = 4.0
+    norm_pix_loss: bool = False
+    mask_ratio: float = 0.75
+    layer_norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        image_h, image_w = to_pair(self.img_size, "img_size")
+        patch_h, patch_w = to_pair(self.patch_size, "patch_size")
+        require(
+            image_h % patch_h == 0 and image_w % patch_w == 0,
+            "img_size",
+            repr(self.img_size),
+            f"divisible by patch_size {self.patch_size!r}",
+        )
+        for name in (
+            "in_chans",
+            "embed_dim",
+            "depth",
+            "num_heads",
+            "decoder_embed_dim",
+            "decoder_depth",
+            "decoder_num_heads",
+        ):
+            require_positive_int(getattr(self, name), name)
+        for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
+            dim, num_heads = getattr(self, width), getattr(self, heads)
+            require(dim % num_heads == 0, width, dim, f"divisible by {heads}={num_heads}")
+            # The 2-D sin-cos table splits the width into (row, column) x (sin, cos) quarters.
+            require(dim % 4 == 0, width, dim, "a multiple of 4 (2-D sin-cos position embeddings)")
+        ok_ratio = isinstance(self.mlp_ratio, (int, float)) and not isinstance(self.mlp_ratio, bool)
+        require(ok_ratio and self.mlp_ratio > 0, "mlp_ratio", repr(self.mlp_ratio), "a positive number")
+        require(isinstance(self.norm_pix_loss, bool), "norm_pix_loss", repr(self.norm_pix_loss), "a bool")
+        require_mask_ratio(self.mask_ratio)
+        ok_eps = isinstance(self.layer_norm_eps, (int, float)) and not isinstance(self.layer_norm_eps, bool)
+        require(ok_eps and self.layer_norm_eps > 0, "layer_norm_eps", repr(self.layer_norm_eps), "a positive number")
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """The configured image size as (H, W)."""
+        return to_pair(self.img_size, "img_size")
+
+    @property
+    def patch_hw(self) -> tuple[int, int]:
+        """The patch size as (P_h, P_w)."""
+        return to_pair(self.patch_size, "patch_size")
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """The patch grid of the configured image size, (H / P_h, W / P_w)."""
+        (image_h, image_w), (patch_h, patch_w) = self.image_hw, self.patch_hw
+        return image_h // patch_h, image_w // patch_w
+
+    @property
+    def patch_dim(self) -> int:
+        """Pixel values per patch, P_h * P_w * C: the width of the decoder's prediction."""
+        patch_h, patch_w = self.patch_hw
+        return patch_h * patch_w * self.in_chans
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (pairs become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MAEConfig:
+        """Build a config from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
+        _require_known_fields(values)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def replace(self, **overrides: Any) -> MAEConfig:
+        """A copy with some fields changed (validated again); unknown names raise ``ValueError``."""
+        _require_known_fields(overrides)
+        return dataclasses.replace(self, **overrides)
+
+
+def _require_known_fields(values: dict[str, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(MAEConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        fail("config field names", unknown, f"among {sorted(known)}")
+
+
+def resolve_config(config: MAEConfig | None, overrides: dict[str, Any]) -> MAEConfig:
+    """The config a module is built from: ``config`` (or the defaults) with keyword overrides applied."""
+    if config is not None and not isinstance(config, MAEConfig):
+        fail("config", type(config).__name__, "an MAEConfig or None")
+    return (config or MAEConfig()).replace(**overrides)

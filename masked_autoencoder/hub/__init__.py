@@ -1,0 +1,1 @@
+"""Checkpoint formats: key tables and config mappings between our layout and published ones."""

@@ -1,0 +1,86 @@
+"""The ViT building blocks: patch embedding, attention (fused qkv, SDPA), MLP, pre-norm block, init."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+class PatchEmbed(nn.Module):
+    """Linear embedding of non-overlapping patches. imgs: (B, C, H, W) -> (B, L, D), patches row-major."""
+
+    def __init__(self, patch_size: tuple[int, int], in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        return self.proj(imgs).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection. x: (B, N, D) -> (B, N, D)."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(rearrange(x, "b h n d -> b n (h d)"))
+
+
+class Mlp(nn.Module):
+    """Two linear layers with an exact (erf) GELU between. x: (B, N, D) -> (B, N, D)."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: x + attn(norm1(x)), then + mlp(norm2(x)). x: (B, N, D) -> (B, N, D)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, eps: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def build_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, eps: float) -> nn.ModuleList:
+    """``depth`` fresh :class:`Block` s of width ``dim``."""
+    return nn.ModuleList(Block(dim, num_heads, mlp_ratio, eps) for _ in range(depth))
+
+
+def init_vit_weights(module: nn.Module) -> None:
+    """The official MAE init for one module (use with ``Module.apply``).
+
+    Linear: xavier_uniform weight, zero bias. LayerNorm: weight 1, bias 0. Patch projection:
+    xavier_uniform on its (out, in) view, bias left at PyTorch's default as in the official code.
+    """
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, PatchEmbed):
+        # Initialise like a Linear on the flattened (out, in) view, not with Conv2d's fan.
+        weight = module.proj.weight
+        nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))

@@ -1,0 +1,47 @@
+"""The MAE reconstruction loss: MSE per patch, averaged over removed patches only."""
+
+from __future__ import annotations
+
+import torch
+
+from ._validation import describe, require
+
+NORM_PIX_EPS = 1e-6
+
+
+def normalized_pixels(target: torch.Tensor, eps: float = NORM_PIX_EPS) -> torch.Tensor:
+    """Normalize each patch by its own mean and variance. target: (B, L, N) -> (B, L, N).
+
+    Uses the unbiased variance (torch's default), as the official code does.
+    """
+    mean = target.mean(dim=-1, keepdim=True)
+    var = target.var(dim=-1, keepdim=True)
+    return (target - mean) / (var + eps).sqrt()
+
+
+def mae_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    norm_pix_loss: bool = False,
+    eps: float = NORM_PIX_EPS,
+) -> torch.Tensor:
+    """Mean squared error on removed patches: ``sum(mse_per_patch * mask) / sum(mask)``.
+
+    pred, target: (B, L, N) (``target`` usually :func:`patchify` of the images), mask: (B, L)
+    with 1 = removed -> a scalar. With ``norm_pix_loss`` the target of each patch is
+    :func:`normalized_pixels`. Computed in (at least) float32 even under autocast. A mask with no
+    removed patch gives 0, not NaN.
+    """
+    for name, value in (("pred", pred), ("target", target)):
+        require(isinstance(value, torch.Tensor) and value.dim() == 3, name, describe(value), "a 3-D tensor (B, L, N)")
+    require(target.shape == pred.shape, "target", describe(target), f"the shape of pred {tuple(pred.shape)}")
+    ok_mask = isinstance(mask, torch.Tensor) and tuple(mask.shape) == tuple(pred.shape[:2])
+    require(ok_mask, "mask", describe(mask), f"a tensor of shape {tuple(pred.shape[:2])} (B, L)")
+    compute = torch.promote_types(pred.dtype, torch.float32)
+    pred, target, mask = pred.to(compute), target.to(compute), mask.to(compute)
+    if norm_pix_loss:
+        target = normalized_pixels(target, eps)
+    per_patch = (pred - target).pow(2).mean(dim=-1)
+    # tiny instead of 0: an all-kept mask gives 0 / tiny = 0, and any real count is unchanged.
+    return (per_patch * mask).sum() / mask.sum().clamp_min(torch.finfo(compute).tiny)

@@ -1,0 +1,126 @@
+"""MaskedAutoencoderViT: encoder on the kept patches, light decoder with mask tokens, loss on removed patches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._validation import describe, require
+from .config import MAEConfig
+from .encoder import MAEEncoder
+from .layers import build_blocks, init_vit_weights
+from .loss import mae_loss
+from .masking import gather_tokens
+from .patches import patchify
+from .pos_embed import position_table_for_grid, sincos_pos_embed_2d
+
+_MASK_TOKEN_STD = 0.02
+
+
+@dataclass
+class MAEOutput:
+    """What :class:`MaskedAutoencoderViT` returns. B batch, L patches, K kept, D encoder width."""
+
+    loss: torch.Tensor
+    """(): the reconstruction loss on the removed patches."""
+    pred: torch.Tensor
+    """(B, L, P*P*C): predicted pixels (or normalized pixels) of every patch, image order."""
+    mask: torch.Tensor
+    """(B, L): 1 where a patch was removed."""
+    ids_restore: torch.Tensor
+    """(B, L): undoes the masking shuffle."""
+    latent: torch.Tensor
+    """(B, 1 + K, D): the encoder's output, class token first."""
+
+
+class MaskedAutoencoderViT(MAEEncoder):
+    """A Masked Autoencoder with a ViT encoder (He et al., 2021), faithful to the official model.
+
+    It is an :class:`MAEEncoder` plus the decoder: ``decoder_embed``, ``mask_token``,
+    ``decoder_pos_embed``, ``decoder_blocks``, ``decoder_norm``, ``decoder_pred``. Subclassing
+    (not wrapping) the encoder keeps the official flat ``state_dict`` keys, so official
+    checkpoints load with ``strict=True``.
+
+    imgs: (B, C, H, W) -> :class:`MAEOutput`. Build from an :class:`MAEConfig`, keyword
+    overrides of its fields, or both.
+    """
+
+    def __init__(self, config: MAEConfig | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        config = self.config
+        dim = config.decoder_embed_dim
+        self.decoder_embed = nn.Linear(config.embed_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer("decoder_pos_embed", sincos_pos_embed_2d(dim, config.grid_size, cls_token=True)[None])
+        self.decoder_blocks = build_blocks(
+            dim, config.decoder_depth, config.decoder_num_heads, config.mlp_ratio, config.layer_norm_eps
+        )
+        self.decoder_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.decoder_pred = nn.Linear(dim, config.patch_dim)
+        nn.init.normal_(self.mask_token, std=_MASK_TOKEN_STD)
+        for module in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
+            module.apply(init_vit_weights)
+
+    def forward_decoder(
+        self, latent: torch.Tensor, ids_restore: torch.Tensor, grid_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """Predict the pixels of every patch from the encoded kept patches.
+
+        latent: (B, 1 + K, D), ids_restore: (B, L) -> pred (B, L, P*P*C), image order.
+        ``grid_size`` (h, w) with h * w = L defaults to the config's grid.
+        """
+        grid = self.config.grid_size if grid_size is None else grid_size
+        self._check_decoder_inputs(latent, ids_restore, grid)
+        x = self.decoder_embed(latent)
+        batch, length = ids_restore.shape
+        mask_tokens = self.mask_token.expand(batch, length + 1 - x.shape[1], -1)
+        patches = gather_tokens(torch.cat([x[:, 1:], mask_tokens], dim=1), ids_restore)
+        x = torch.cat([x[:, :1], patches], dim=1) + position_table_for_grid(
+            self.decoder_pos_embed, self.config.grid_size, grid
+        )
+        for block in self.decoder_blocks:
+            x = block(x)
+        return self.decoder_pred(self.decoder_norm(x[:, 1:]))
+
+    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The loss of :func:`mae_loss` with this model's target. imgs: (B, C, H, W), pred: (B, L, N), mask: (B, L)."""
+        return mae_loss(pred, patchify(imgs, self.config.patch_hw), mask, norm_pix_loss=self.config.norm_pix_loss)
+
+    def forward(
+        self,
+        imgs: torch.Tensor,
+        *,
+        mask_ratio: float | None = None,
+        noise: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> MAEOutput:  # type: ignore[override]
+        """Mask, encode, decode and score a batch. imgs: (B, C, H, W) -> :class:`MAEOutput`.
+
+        Masking arguments as :class:`RandomMasking`: ``mask_ratio`` (default: the config's),
+        ``noise`` (B, L) for the official shuffle, a boolean ``mask`` (B, L), or a ``generator``.
+        """
+        grid = self.grid_of(imgs)
+        latent, removed, ids_restore = self.forward_encoder(
+            imgs, mask_ratio, noise=noise, mask=mask, generator=generator
+        )
+        pred = self.forward_decoder(latent, ids_restore, grid)
+        return MAEOutput(self.forward_loss(imgs, pred, removed), pred, removed, ids_restore, latent)
+
+    def _check_decoder_inputs(self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> None:
+        width = self.config.embed_dim
+        ok_latent = isinstance(latent, torch.Tensor) and latent.dim() == 3 and latent.shape[-1] == width
+        require(ok_latent, "latent", describe(latent), f"a (B, 1 + K, {width}) tensor")
+        ok_ids = (
+            isinstance(ids_restore, torch.Tensor)
+            and ids_restore.dim() == 2
+            and ids_restore.shape[0] == latent.shape[0]
+            and ids_restore.dtype == torch.int64
+            and latent.shape[1] <= ids_restore.shape[1] + 1
+        )
+        require(ok_ids, "ids_restore", describe(ids_restore), f"a (B={latent.shape[0]}, L) int64 tensor with L >= K")
+        length = ids_restore.shape[1]
+        require(grid[0] * grid[1] == length, "grid_size", grid, f"a grid of h * w = L = {length} patches")

@@ -1,0 +1,54 @@
+"""Fixed 2-D sin-cos position embeddings for any (h, w) patch grid."""
+
+from __future__ import annotations
+
+import torch
+
+from ._validation import require, to_pair
+
+_TEMPERATURE = 10000.0
+
+
+def sincos_pos_embed_2d(
+    dim: int,
+    grid_size: int | tuple[int, int],
+    *,
+    cls_token: bool = False,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The official MAE sin-cos table for an (h, w) grid, computed in float64 and then cast.
+
+    Returns (h*w, dim), or (1 + h*w, dim) with a zero row first when ``cls_token``. Patch (i, j)
+    (row-major) gets ``[sin(j*w_k), cos(j*w_k), sin(i*w_k), cos(i*w_k)]`` over k < dim/4 with
+    ``w_k = 10000 ** (-k / (dim/4))``: the column half comes first, as in the official code, whose
+    meshgrid puts the w coordinate in front.
+    """
+    require(isinstance(dim, int) and dim > 0 and dim % 4 == 0, "dim", repr(dim), "a positive multiple of 4")
+    grid_h, grid_w = to_pair(grid_size, "grid_size")
+    device = torch.device("cpu") if device is None else torch.device(device)
+    # float64 as the official numpy code; MPS has no float64.
+    work = torch.float32 if device.type == "mps" else torch.float64
+    quarter = dim // 4
+    omega = 1.0 / _TEMPERATURE ** (torch.arange(quarter, device=device, dtype=work) / quarter)
+    rows, cols = torch.meshgrid(
+        torch.arange(grid_h, device=device, dtype=work),
+        torch.arange(grid_w, device=device, dtype=work),
+        indexing="ij",
+    )
+    halves = [torch.outer(coord.reshape(-1), omega) for coord in (cols, rows)]
+    table = torch.cat([f(angle) for angle in halves for f in (torch.sin, torch.cos)], dim=1)
+    if cls_token:
+        table = torch.cat([table.new_zeros(1, dim), table], dim=0)
+    return table.to(dtype)
+
+
+def position_table_for_grid(stored: torch.Tensor, stored_grid: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
+    """A stored (1, 1 + L, D) sin-cos table, or the same table regenerated exactly for another grid.
+
+    Returns (1, 1 + h*w, D) on the stored table's device and dtype.
+    """
+    if grid == stored_grid:
+        return stored
+    table = sincos_pos_embed_2d(stored.shape[-1], grid, cls_token=True, device=stored.device, dtype=stored.dtype)
+    return table[None]
