@@ -111,8 +111,12 @@ def _rename_module(module: str, table: dict[str, str], key: str) -> str:
 def config_to_transformers(config: MAEConfig) -> dict[str, Any]:
     """An :class:`MAEConfig` as the fields of a `transformers` ``ViTMAEConfig`` (square images only)."""
     (image_h, image_w), (patch_h, patch_w) = config.image_hw, config.patch_hw
-    require(image_h == image_w and patch_h == patch_w, "config", (config.img_size, config.patch_size),
-            "square img_size and patch_size (transformers' ViTMAE is square-only)")  # fmt: skip
+    require(
+        image_h == image_w and patch_h == patch_w,
+        "config",
+        (config.img_size, config.patch_size),
+        "square img_size and patch_size (transformers' ViTMAE is square-only)",
+    )
     return {
         "model_type": "vit_mae",
         "architectures": ["ViTMAEForPreTraining"],
@@ -164,8 +168,12 @@ def config_from_transformers(written: dict[str, Any]) -> MAEConfig:
     require(values["qkv_bias"] is True, "config qkv_bias", repr(values["qkv_bias"]), "True")
     mlp_ratio = values["intermediate_size"] / values["hidden_size"]
     decoder_ratio = values["decoder_intermediate_size"] / values["decoder_hidden_size"]
-    require(decoder_ratio == mlp_ratio, "config decoder_intermediate_size", values["decoder_intermediate_size"],
-            f"decoder_hidden_size * {mlp_ratio} (one MLP ratio for encoder and decoder)")  # fmt: skip
+    require(
+        decoder_ratio == mlp_ratio,
+        "config decoder_intermediate_size",
+        values["decoder_intermediate_size"],
+        f"decoder_hidden_size * {mlp_ratio} (one MLP ratio for encoder and decoder)",
+    )
     return MAEConfig(
         img_size=values["image_size"],
         patch_size=values["patch_size"],

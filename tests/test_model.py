@@ -1,0 +1,151 @@
+import re
+
+import pytest
+import torch
+
+from masked_autoencoder import MAEOutput, MaskedAutoencoderViT, mae_loss, patchify
+
+
+def _official_keys(depth: int, decoder_depth: int) -> set[str]:
+    block = ["norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"]
+    per_block = [f"{m}.{p}" for m in block for p in ("weight", "bias")]
+    keys = {"cls_token", "pos_embed", "mask_token", "decoder_pos_embed"}
+    linear_like = ("patch_embed.proj", "norm", "decoder_embed", "decoder_norm", "decoder_pred")
+    keys |= {f"{m}.{p}" for m in linear_like for p in ("weight", "bias")}
+    keys |= {f"blocks.{i}.{k}" for i in range(depth) for k in per_block}
+    keys |= {f"decoder_blocks.{i}.{k}" for i in range(decoder_depth) for k in per_block}
+    return keys
+
+
+def test_state_dict_keys_are_the_official_checkpoint_keys(tiny_model, tiny_config):
+    assert set(tiny_model.state_dict()) == _official_keys(tiny_config.depth, tiny_config.decoder_depth)
+
+
+def test_forward_returns_loss_pred_mask_ids_restore_and_latent(tiny_model, images):
+    out = tiny_model(images)
+    assert isinstance(out, MAEOutput)
+    assert out.loss.shape == ()
+    assert out.pred.shape == (2, 16, 8 * 8 * 3)
+    assert out.mask.shape == (2, 16) and out.mask.sum().item() == 2 * 12
+    assert out.ids_restore.shape == (2, 16)
+    assert out.latent.shape == (2, 1 + 4, 32)
+
+
+def test_forward_is_the_composition_of_the_public_pieces(tiny_model, images):
+    noise = torch.rand(2, 16)
+    out = tiny_model(images, noise=noise)
+    latent, mask, ids_restore = tiny_model.forward_encoder(images, noise=noise)
+    pred = tiny_model.forward_decoder(latent, ids_restore)
+    loss = mae_loss(pred, patchify(images, 8), mask)
+    assert torch.equal(out.latent, latent) and torch.equal(out.pred, pred)
+    assert torch.equal(out.loss, loss) and torch.equal(out.loss, tiny_model.forward_loss(images, pred, mask))
+
+
+def test_norm_pix_loss_changes_only_the_target(images):
+    torch.manual_seed(0)
+    raw = MaskedAutoencoderViT(
+        img_size=32,
+        patch_size=8,
+        embed_dim=32,
+        depth=1,
+        num_heads=4,
+        decoder_embed_dim=16,
+        decoder_depth=1,
+        decoder_num_heads=2,
+    )
+    normed = MaskedAutoencoderViT(raw.config.replace(norm_pix_loss=True))
+    normed.load_state_dict(raw.state_dict())
+    noise = torch.rand(2, 16)
+    out_raw, out_norm = raw(images, noise=noise), normed(images, noise=noise)
+    assert torch.equal(out_raw.pred, out_norm.pred)
+    expected = mae_loss(out_raw.pred, patchify(images, 8), out_raw.mask, norm_pix_loss=True)
+    assert torch.equal(out_norm.loss, expected)
+
+
+def test_same_generator_seed_gives_same_masks_loss_and_gradients(tiny_model, images):
+    def run(seed):
+        tiny_model.zero_grad()
+        out = tiny_model(images, generator=torch.Generator().manual_seed(seed))
+        out.loss.backward()
+        return out, [p.grad.clone() for p in tiny_model.parameters()]
+
+    (first, grads1), (second, grads2) = run(3), run(3)
+    assert torch.equal(first.mask, second.mask) and torch.equal(first.loss, second.loss)
+    assert all(torch.equal(a, b) for a, b in zip(grads1, grads2, strict=True))
+
+
+def test_gradients_reach_every_trainable_parameter_and_position_tables_are_fixed(tiny_model, images):
+    tiny_model(images).loss.backward()
+    assert all(p.grad is not None for p in tiny_model.parameters())
+    buffers = dict(tiny_model.named_buffers())
+    assert set(buffers) == {"pos_embed", "decoder_pos_embed"}
+
+
+def test_mask_ratio_zero_gives_zero_loss_and_all_tokens(tiny_model, images):
+    out = tiny_model(images, mask_ratio=0.0)
+    assert out.latent.shape[1] == 17 and out.loss.item() == 0.0
+
+
+def test_caller_mask_drives_the_model(tiny_model, images):
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[:, ::2] = True
+    out = tiny_model(images, mask=mask)
+    assert torch.equal(out.mask, mask.float())
+    assert out.latent.shape == (2, 1 + 8, 32)
+
+
+def test_model_built_for_one_size_runs_on_another_exactly_like_a_model_built_for_it(tiny_model, tiny_config):
+    wide = MaskedAutoencoderViT(tiny_config.replace(img_size=(32, 48)))
+    weights = {k: v for k, v in tiny_model.state_dict().items() if "pos_embed" not in k}
+    wide.load_state_dict(weights, strict=False)
+    imgs, noise = torch.randn(2, 3, 32, 48), torch.rand(2, 24)
+    expected, out = wide.eval()(imgs, noise=noise), tiny_model(imgs, noise=noise)
+    assert out.pred.shape == (2, 24, 192)
+    assert torch.equal(out.pred, expected.pred) and torch.equal(out.loss, expected.loss)
+
+
+@pytest.mark.parametrize("in_chans", [1, 4, 13])
+def test_any_channel_count_works(tiny_config, in_chans):
+    model = MaskedAutoencoderViT(tiny_config, in_chans=in_chans)
+    out = model(torch.randn(2, in_chans, 32, 32))
+    assert out.pred.shape == (2, 16, 64 * in_chans)
+    assert torch.isfinite(out.loss)
+
+
+def test_non_square_patches_work(tiny_config):
+    model = MaskedAutoencoderViT(tiny_config, img_size=(32, 48), patch_size=(8, 4))
+    assert model(torch.randn(1, 3, 32, 48)).pred.shape == (1, 4 * 12, 8 * 4 * 3)
+
+
+@pytest.mark.parametrize(
+    ("imgs", "kwargs", "message"),
+    [
+        (torch.randn(3, 32, 32), {}, r"imgs must be a 4-D tensor \(B, C, H, W\), got a tensor of shape \(3, 32, 32\)"),
+        (torch.randn(2, 1, 32, 32), {}, r"imgs must be 3 channels \(dim 1\), got a tensor of shape \(2, 1, 32, 32\)"),
+        (torch.randn(2, 3, 30, 32), {}, r"imgs must be height and width divisible by the patch size \(8, 8\)"),
+        (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), {}, "imgs must be a floating-point tensor"),
+        (torch.randn(2, 3, 32, 32), {"mask_ratio": 1.0}, r"mask_ratio must be a number in \[0, 1\)"),
+        (torch.randn(2, 3, 32, 32), {"noise": torch.rand(2, 17)}, r"noise must be a \(2, 16\) tensor"),
+        (torch.randn(2, 3, 32, 32), {"mask": torch.ones(2, 16)}, "mask must be .* dtype torch.bool"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_argument(tiny_model, imgs, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model(imgs, **kwargs)
+
+
+def test_bad_decoder_input_raises_value_error(tiny_model, images):
+    latent, _, ids_restore = tiny_model.forward_encoder(images)
+    with pytest.raises(ValueError, match=re.escape("latent must be a (B, 1 + K, 32) tensor")):
+        tiny_model.forward_decoder(latent[..., :8], ids_restore)
+    with pytest.raises(ValueError, match="ids_restore must be a .* int64 tensor"):
+        tiny_model.forward_decoder(latent, ids_restore.float())
+    with pytest.raises(ValueError, match=r"grid_size must be a grid of h \* w = L = 16 patches, got \(4, 5\)"):
+        tiny_model.forward_decoder(latent, ids_restore, (4, 5))
+
+
+def test_config_and_keyword_overrides_combine(tiny_config):
+    model = MaskedAutoencoderViT(tiny_config, norm_pix_loss=True)
+    assert model.config == tiny_config.replace(norm_pix_loss=True)
+    with pytest.raises(ValueError, match="config must be an MAEConfig or None, got dict"):
+        MaskedAutoencoderViT({"depth": 2})
