@@ -9,22 +9,25 @@ except the decoder blocks, which they write as ``decoder.decoder_encoder.layer.N
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
 from .._validation import fail, require
 from ..config import MAEConfig
 
-# Our module path -> theirs, outside the blocks.
-_TOP_LEVEL = {
+# Our tensors outside any module -> theirs.
+_TOP_LEVEL_TENSORS = {
     "cls_token": "vit.embeddings.cls_token",
     "pos_embed": "vit.embeddings.position_embeddings",
+    "mask_token": "decoder.mask_token",
+    "decoder_pos_embed": "decoder.decoder_pos_embed",
+}
+# Our modules outside the blocks (each with .weight and .bias) -> theirs.
+_TOP_LEVEL_MODULES = {
     "patch_embed.proj": "vit.embeddings.patch_embeddings.projection",
     "norm": "vit.layernorm",
     "decoder_embed": "decoder.decoder_embed",
-    "mask_token": "decoder.mask_token",
-    "decoder_pos_embed": "decoder.decoder_pos_embed",
     "decoder_norm": "decoder.decoder_norm",
     "decoder_pred": "decoder.decoder_pred",
 }
@@ -56,7 +59,7 @@ def to_transformers_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str,
     for key, tensor in state_dict.items():
         match = _OURS_IN_BLOCK.match(key)
         if match is None:
-            out[_rename_top_level(key, _TOP_LEVEL)] = tensor
+            out[_rename_top_level(key, _TOP_LEVEL_TENSORS, _TOP_LEVEL_MODULES)] = tensor
             continue
         block_list, index, module, param = match.groups()
         prefix = f"{_BLOCK_LISTS[block_list]}.{index}"
@@ -70,15 +73,14 @@ def to_transformers_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str,
 
 def from_transformers_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The `transformers` ViTMAE file keys (either decoder layout) -> our (official) keys, fusing qkv."""
-    top_level = {theirs: ours for ours, theirs in _TOP_LEVEL.items()}
-    in_block = {theirs: ours for ours, theirs in _IN_BLOCK.items()}
-    block_lists = {theirs: ours for ours, theirs in _BLOCK_LISTS.items()} | _BLOCK_LIST_ALIASES
+    top_tensors, top_modules, in_block = (_inverse(t) for t in (_TOP_LEVEL_TENSORS, _TOP_LEVEL_MODULES, _IN_BLOCK))
+    block_lists = _inverse(_BLOCK_LISTS) | _BLOCK_LIST_ALIASES
     out: dict[str, torch.Tensor] = {}
     qkv_parts: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in state_dict.items():
         match = _THEIRS_IN_BLOCK.match(key)
         if match is None:
-            out[_rename_top_level(key, top_level)] = tensor
+            out[_rename_top_level(key, top_tensors, top_modules)] = tensor
             continue
         block_list, index, module, param = match.groups()
         prefix = f"{block_lists[block_list]}.{index}"
@@ -94,18 +96,35 @@ def from_transformers_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[st
     return out
 
 
-def _rename_top_level(key: str, table: dict[str, str]) -> str:
-    """Rename a key whose module path (the key, or the key less ``.weight`` / ``.bias``) is in ``table``."""
-    if key in table:
-        return table[key]
+def _inverse(table: dict[str, str]) -> dict[str, str]:
+    return {theirs: ours for ours, theirs in table.items()}
+
+
+def _rename_top_level(key: str, tensors: dict[str, str], modules: dict[str, str]) -> str:
+    """Rename a bare tensor key, or a ``<module>.weight`` / ``<module>.bias`` key, outside the blocks."""
+    if key in tensors:
+        return tensors[key]
     module, _, param = key.rpartition(".")
-    return f"{_rename_module(module, table, key)}.{param}"
+    if param not in ("weight", "bias"):
+        _unknown_key(key)
+    return f"{_rename_module(module, modules, key)}.{param}"
 
 
 def _rename_module(module: str, table: dict[str, str], key: str) -> str:
     if module not in table:
-        fail("state_dict", f"the key {key!r}", "a MAE checkpoint key (see masked_autoencoder.hub.transformers_format)")
+        _unknown_key(key)
     return table[module]
+
+
+def _unknown_key(key: str) -> NoReturn:
+    fail("state_dict", f"the key {key!r}", "a MAE checkpoint key (see masked_autoencoder.hub.transformers_format)")
+
+
+def _mlp_width(dim: int, mlp_ratio: float, name: str) -> int:
+    """dim * mlp_ratio, which must be whole: `transformers` stores widths, we store the ratio."""
+    width = dim * mlp_ratio
+    require(width == int(width), "mlp_ratio", mlp_ratio, f"a ratio that makes {name} * mlp_ratio a whole number")
+    return int(width)
 
 
 def config_to_transformers(config: MAEConfig) -> dict[str, Any]:
@@ -126,11 +145,11 @@ def config_to_transformers(config: MAEConfig) -> dict[str, Any]:
         "hidden_size": config.embed_dim,
         "num_hidden_layers": config.depth,
         "num_attention_heads": config.num_heads,
-        "intermediate_size": int(config.embed_dim * config.mlp_ratio),
+        "intermediate_size": _mlp_width(config.embed_dim, config.mlp_ratio, "embed_dim"),
         "decoder_hidden_size": config.decoder_embed_dim,
         "decoder_num_hidden_layers": config.decoder_depth,
         "decoder_num_attention_heads": config.decoder_num_heads,
-        "decoder_intermediate_size": int(config.decoder_embed_dim * config.mlp_ratio),
+        "decoder_intermediate_size": _mlp_width(config.decoder_embed_dim, config.mlp_ratio, "decoder_embed_dim"),
         "hidden_act": "gelu",
         "qkv_bias": True,
         "layer_norm_eps": config.layer_norm_eps,
@@ -157,6 +176,8 @@ _TRANSFORMERS_DEFAULTS: dict[str, Any] = {
     "layer_norm_eps": 1e-12,
     "mask_ratio": 0.75,
     "norm_pix_loss": False,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
 }
 
 
@@ -166,14 +187,17 @@ def config_from_transformers(written: dict[str, Any]) -> MAEConfig:
     require(values.get("model_type") == "vit_mae", "config model_type", repr(values.get("model_type")), "'vit_mae'")
     require(values["hidden_act"] == "gelu", "config hidden_act", repr(values["hidden_act"]), "'gelu'")
     require(values["qkv_bias"] is True, "config qkv_bias", repr(values["qkv_bias"]), "True")
+    for dropout in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        require(values[dropout] == 0.0, f"config {dropout}", values[dropout], "0.0 (MAE uses no dropout)")
     mlp_ratio = values["intermediate_size"] / values["hidden_size"]
-    decoder_ratio = values["decoder_intermediate_size"] / values["decoder_hidden_size"]
-    require(
-        decoder_ratio == mlp_ratio,
-        "config decoder_intermediate_size",
-        values["decoder_intermediate_size"],
-        f"decoder_hidden_size * {mlp_ratio} (one MLP ratio for encoder and decoder)",
-    )
+    for width, hidden in (("intermediate_size", "hidden_size"), ("decoder_intermediate_size", "decoder_hidden_size")):
+        # Our blocks are int(dim * mlp_ratio) wide: the ratio must reproduce both widths exactly.
+        require(
+            values[hidden] * mlp_ratio == values[width],
+            f"config {width}",
+            values[width],
+            f"{hidden} * {mlp_ratio} (one MLP ratio for encoder and decoder)",
+        )
     return MAEConfig(
         img_size=values["image_size"],
         patch_size=values["patch_size"],
