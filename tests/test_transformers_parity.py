@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY as CONFTEST_TINY
 from safetensors.torch import load_file, save_file
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEDecoder, ViTMAEEmbeddings
@@ -20,19 +21,7 @@ from masked_autoencoder.hub.transformers_format import (
     to_transformers_state_dict,
 )
 
-TINY = MAEConfig(
-    img_size=32,
-    patch_size=8,
-    in_chans=3,
-    embed_dim=32,
-    depth=2,
-    num_heads=4,
-    decoder_embed_dim=16,
-    decoder_depth=2,
-    decoder_num_heads=2,
-    mlp_ratio=4.0,
-    layer_norm_eps=1e-6,
-)
+TINY = CONFTEST_TINY.replace(decoder_depth=2)
 ATOL = 1e-5
 # transformers >= 5 writes the decoder blocks under this name on save_pretrained (we write decoder.decoder_layers).
 SAVED_DECODER_ALIAS = "decoder.decoder_encoder.layer."
@@ -185,20 +174,8 @@ def test_config_from_the_json_transformers_writes(tmp_path):
     ).save_pretrained(tmp_path)
     written = json.loads((tmp_path / "config.json").read_text())
     # layer_norm_eps is taken as written: transformers' default 1e-12, not our 1e-6.
-    expected = MAEConfig(
-        img_size=32,
-        patch_size=8,
-        in_chans=1,
-        embed_dim=32,
-        depth=2,
-        num_heads=4,
-        decoder_embed_dim=16,
-        decoder_depth=1,
-        decoder_num_heads=2,
-        mlp_ratio=2.0,
-        norm_pix_loss=True,
-        mask_ratio=0.6,
-        layer_norm_eps=1e-12,
+    expected = CONFTEST_TINY.replace(
+        in_chans=1, mlp_ratio=2.0, norm_pix_loss=True, mask_ratio=0.6, layer_norm_eps=1e-12
     )
     assert config_from_transformers(written) == expected
 
