@@ -1,10 +1,10 @@
 """Masked Autoencoders (He et al., 2021) as composable PyTorch building blocks."""
 
+from .architectures import list_models, model_config
 from .config import MAEConfig
 from .encoder import MAEEncoder
 from .factory import (
     create_model,
-    list_models,
     mae_vit_base,
     mae_vit_base_patch16,
     mae_vit_huge,
@@ -15,7 +15,6 @@ from .factory import (
     mae_vit_small_patch16,
     mae_vit_tiny,
     mae_vit_tiny_patch16,
-    model_config,
 )
 from .loss import mae_loss, normalized_pixels
 from .masking import MaskingOutput, RandomMasking

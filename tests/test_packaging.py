@@ -16,7 +16,19 @@ def test_import_pulls_in_no_optional_library():
 
 def test_public_api_is_exactly_all():
     public = {name for name in dir(masked_autoencoder) if not name.startswith("_")}
-    submodules = {"config", "encoder", "factory", "hub", "layers", "loss", "masking", "model", "patches", "pos_embed"}
+    submodules = {
+        "architectures",
+        "config",
+        "encoder",
+        "factory",
+        "hub",
+        "layers",
+        "loss",
+        "masking",
+        "model",
+        "patches",
+        "pos_embed",
+    }
     assert public - submodules == set(masked_autoencoder.__all__) - {"__version__"}
 
 
