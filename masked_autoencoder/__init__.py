@@ -1,5 +1,6 @@
 """Masked Autoencoders (He et al., 2021) as composable PyTorch building blocks."""
 
+from ._version import __version__
 from .architectures import list_models, model_config
 from .config import MAEConfig
 from .encoder import MAEEncoder
@@ -21,8 +22,6 @@ from .masking import MaskingOutput, RandomMasking
 from .model import MAEOutput, MaskedAutoencoderViT
 from .patches import patchify, unpatchify
 from .pos_embed import sincos_pos_embed_2d
-
-__version__ = "0.1.0"
 
 __all__ = [
     "MAEConfig",

@@ -9,6 +9,7 @@ from torch import nn
 
 from ._validation import describe, require
 from .config import MAEConfig, resolve_config
+from .hub.mixin import PretrainedMixin
 from .layers import PatchEmbed, build_blocks, init_vit_weights
 from .masking import RandomMasking
 from .patches import patch_grid
@@ -17,13 +18,14 @@ from .pos_embed import position_table_for_grid, sincos_pos_embed_2d
 _CLS_STD = 0.02
 
 
-class MAEEncoder(nn.Module):
+class MAEEncoder(PretrainedMixin, nn.Module):
     """The MAE's ViT encoder: patch embedding, class token, fixed 2-D sin-cos positions, blocks, norm.
 
     Its ``state_dict`` keys are the official (and timm) encoder keys: ``patch_embed.proj.*``,
     ``cls_token``, ``pos_embed``, ``blocks.N.*``, ``norm.*``. It runs on any image size divisible
     by the patch: the position table is regenerated exactly for the input's grid.
-    Build it from an :class:`MAEConfig`, keyword overrides, or both.
+    Build it from an :class:`MAEConfig`, keyword overrides, or both, or load weights with
+    :meth:`from_pretrained`.
     """
 
     def __init__(self, config: MAEConfig | None = None, **overrides: Any) -> None:

@@ -2,43 +2,64 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from .architectures import model_config
+from ._validation import fail, require
+from .architectures import canonical_name, model_config
+from .hub.known_weights import DEFAULT_WEIGHTS
+from .hub.mixin import read_checkpoint
 from .model import MaskedAutoencoderViT
 
+# The fields that make an architecture: pretrained weights must agree on them.
+_ARCHITECTURE_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads")
 
-def create_model(name: str, *, pretrained: bool | str = False, **overrides: Any) -> MaskedAutoencoderViT:
-    """Build a named architecture with freshly initialised weights; overrides change config fields.
 
-    ``pretrained`` is reserved for loading published weights and must be False for now.
+def create_model(name: str, *, pretrained: bool | str | Path = False, **overrides: Any) -> MaskedAutoencoderViT:
+    """Build a named architecture; overrides change config fields.
+
+    ``pretrained``: False for fresh (official) initialisation, True for the architecture's default
+    published weights (the full facebook/vit-mae-* models), or any repo id or path that
+    :meth:`MaskedAutoencoderViT.from_pretrained` reads. The weights must be of this architecture.
     """
-    if pretrained:
-        raise NotImplementedError("pretrained weights are not available yet: pass pretrained=False")
-    return MaskedAutoencoderViT(model_config(name, **overrides))
+    if not pretrained:
+        return MaskedAutoencoderViT(model_config(name, **overrides))
+    canonical = canonical_name(name)
+    source = DEFAULT_WEIGHTS.get(canonical) if pretrained is True else pretrained
+    if source is None:
+        fail("pretrained", True, f"a repo id or path: {canonical} has no published weights")
+    checkpoint = read_checkpoint(source, overrides=overrides)
+    expected = model_config(canonical)
+    differ = {
+        f: getattr(checkpoint.config, f)
+        for f in _ARCHITECTURE_FIELDS
+        if getattr(checkpoint.config, f) != getattr(expected, f)
+    }
+    require(not differ, "pretrained", f"{str(source)!r} with {differ}", f"weights of {canonical} ({expected})")
+    return MaskedAutoencoderViT.from_checkpoint(checkpoint)
 
 
-def mae_vit_tiny_patch16(*, pretrained: bool | str = False, **overrides: Any) -> MaskedAutoencoderViT:
+def mae_vit_tiny_patch16(*, pretrained: bool | str | Path = False, **overrides: Any) -> MaskedAutoencoderViT:
     """MAE with a ViT-Ti/16 encoder (192 wide, 12 blocks) and a 128-wide, 4-block decoder."""
     return create_model("mae_vit_tiny_patch16", pretrained=pretrained, **overrides)
 
 
-def mae_vit_small_patch16(*, pretrained: bool | str = False, **overrides: Any) -> MaskedAutoencoderViT:
+def mae_vit_small_patch16(*, pretrained: bool | str | Path = False, **overrides: Any) -> MaskedAutoencoderViT:
     """MAE with a ViT-S/16 encoder (384 wide, 12 blocks) and a 256-wide, 4-block decoder."""
     return create_model("mae_vit_small_patch16", pretrained=pretrained, **overrides)
 
 
-def mae_vit_base_patch16(*, pretrained: bool | str = False, **overrides: Any) -> MaskedAutoencoderViT:
+def mae_vit_base_patch16(*, pretrained: bool | str | Path = False, **overrides: Any) -> MaskedAutoencoderViT:
     """MAE ViT-B/16 as in the paper (768 wide, 12 blocks; decoder 512 wide, 8 blocks)."""
     return create_model("mae_vit_base_patch16", pretrained=pretrained, **overrides)
 
 
-def mae_vit_large_patch16(*, pretrained: bool | str = False, **overrides: Any) -> MaskedAutoencoderViT:
+def mae_vit_large_patch16(*, pretrained: bool | str | Path = False, **overrides: Any) -> MaskedAutoencoderViT:
     """MAE ViT-L/16 as in the paper (1024 wide, 24 blocks; decoder 512 wide, 8 blocks)."""
     return create_model("mae_vit_large_patch16", pretrained=pretrained, **overrides)
 
 
-def mae_vit_huge_patch14(*, pretrained: bool | str = False, **overrides: Any) -> MaskedAutoencoderViT:
+def mae_vit_huge_patch14(*, pretrained: bool | str | Path = False, **overrides: Any) -> MaskedAutoencoderViT:
     """MAE ViT-H/14 as in the paper (1280 wide, 32 blocks; decoder 512 wide, 8 blocks)."""
     return create_model("mae_vit_huge_patch14", pretrained=pretrained, **overrides)
 

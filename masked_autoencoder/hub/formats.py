@@ -1,0 +1,156 @@
+"""Recognise a checkpoint's family from its config.json and keys, and turn it into our config and keys."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .._version import __version__
+from ..architectures import num_heads_for_width
+from ..config import MAEConfig
+from .files import CheckpointFiles
+from .known_weights import OFFICIAL, OURS, TIMM, TRANSFORMERS, KnownWeights
+from .transformers_format import config_from_transformers, from_transformers_state_dict
+
+FORMAT_VERSION = 1
+# The official decoder has 16 heads at every size; heads cannot be read from weights.
+_OFFICIAL_DECODER_HEADS = 16
+_CLASSIFIER_PREFIXES = ("head.", "fc_norm.")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint in our terms: the config it implies and its tensors under our (official) keys."""
+
+    source: str
+    family: str
+    config: MAEConfig
+    state_dict: dict[str, torch.Tensor]
+
+    @property
+    def has_decoder(self) -> bool:
+        return "decoder_embed.weight" in self.state_dict
+
+    @property
+    def is_classifier(self) -> bool:
+        """A fine-tuned classifier (``head.*`` / ``fc_norm.*``), not MAE pre-training weights."""
+        return any(key.startswith(_CLASSIFIER_PREFIXES) for key in self.state_dict)
+
+
+def our_config_json(config: MAEConfig, model_class: str) -> dict[str, Any]:
+    """The config.json that ``save_pretrained`` writes: a format marker, the library version and the config."""
+    return {
+        "library": OURS,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "model_class": model_class,
+        "config": config.to_dict(),
+    }
+
+
+def to_checkpoint(
+    files: CheckpointFiles,
+    tensors: dict[str, torch.Tensor],
+    extras: dict[str, Any],
+    known: KnownWeights | None,
+    overrides: dict[str, Any],
+) -> Checkpoint:
+    """Recognise the family and convert: config.json first, then the keys. ``overrides`` may supply
+    what the weights cannot say (``num_heads``, ``decoder_num_heads``, ``img_size``)."""
+    family = _family(files, tensors)
+    if family == TRANSFORMERS:
+        if files.config is None:
+            raise ValueError(f"{files.source}: transformers ViTMAE weights need their config.json beside them")
+        config, state_dict = config_from_transformers(files.config), from_transformers_state_dict(tensors)
+    elif family == OURS:
+        assert files.config is not None
+        _check_our_format(files.config, files.source)
+        config, state_dict = MAEConfig.from_dict(files.config["config"]), tensors
+    else:
+        config, state_dict = _config_from_weights(tensors, overrides, files.source), tensors
+        config = _with_training_args(config, extras)
+    if known is not None:
+        # Every published MAE weight was trained by the official code: LayerNorm eps 1e-6 (the facebook
+        # Hub configs say 1e-12), and the known table says which pixels its decoder predicts.
+        config = config.replace(norm_pix_loss=known.norm_pix_loss, layer_norm_eps=MAEConfig.layer_norm_eps)
+    return Checkpoint(files.source, family, config, state_dict)
+
+
+def _family(files: CheckpointFiles, tensors: dict[str, torch.Tensor]) -> str:
+    config = files.config or {}
+    if config.get("library") == OURS:
+        return OURS
+    if "model_type" in config:
+        if config["model_type"] != "vit_mae":
+            raise ValueError(
+                f"{files.source} is a {config['model_type']!r} checkpoint, not a Masked Autoencoder (vit_mae)"
+            )
+        return TRANSFORMERS
+    if any(key.startswith(("vit.", "decoder.decoder_")) for key in tensors):
+        return TRANSFORMERS
+    if "architecture" in config:
+        if not str(config["architecture"]).startswith("vit_"):
+            raise ValueError(f"{files.source} is a timm {config['architecture']!r}, not a ViT encoder")
+        return TIMM
+    return OFFICIAL
+
+
+def _check_our_format(config: dict[str, Any], source: str) -> None:
+    version = config.get("format_version")
+    if version != FORMAT_VERSION or not isinstance(config.get("config"), dict):
+        raise ValueError(
+            f"{source}: config.json is masked-autoencoder format version {version!r}; this version "
+            f"({__version__}) reads version {FORMAT_VERSION}: upgrade masked-autoencoder"
+        )
+
+
+_BLOCK_INDEX = re.compile(r"^(blocks|decoder_blocks)\.(\d+)\.")
+
+
+def _config_from_weights(tensors: dict[str, torch.Tensor], overrides: dict[str, Any], source: str) -> MAEConfig:
+    """Read the architecture from official-layout tensor shapes (timm and official files carry no full config)."""
+    for key in ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.mlp.fc1.weight"):
+        if key not in tensors:
+            raise ValueError(f"{source} is not a ViT / MAE checkpoint: it has no {key!r}")
+    depths: dict[str, int] = {"blocks": 0, "decoder_blocks": 0}
+    for key in tensors:
+        if match := _BLOCK_INDEX.match(key):
+            depths[match[1]] = max(depths[match[1]], int(match[2]) + 1)
+    embed_dim, in_chans, patch_h, patch_w = tensors["patch_embed.proj.weight"].shape
+    num_heads = overrides.get("num_heads", num_heads_for_width(embed_dim))
+    if num_heads is None:
+        raise ValueError(f"{source}: the head count of a {embed_dim}-wide encoder is unknown: pass num_heads=")
+    fields: dict[str, Any] = {
+        "img_size": overrides.get("img_size", _image_size(tensors["pos_embed"], (patch_h, patch_w), source)),
+        "patch_size": patch_h if patch_h == patch_w else (patch_h, patch_w),
+        "in_chans": in_chans,
+        "embed_dim": embed_dim,
+        "depth": depths["blocks"],
+        "num_heads": num_heads,
+        "mlp_ratio": tensors["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim,
+    }
+    if "decoder_embed.weight" in tensors:
+        fields["decoder_embed_dim"] = tensors["decoder_embed.weight"].shape[0]
+        fields["decoder_depth"] = depths["decoder_blocks"]
+        fields["decoder_num_heads"] = overrides.get("decoder_num_heads", _OFFICIAL_DECODER_HEADS)
+    return MAEConfig(**fields)
+
+
+def _image_size(pos_embed: torch.Tensor, patch: tuple[int, int], source: str) -> int | tuple[int, int]:
+    """The image size of a square position table (class row first); non-square grids need img_size=."""
+    num_patches = pos_embed.shape[1] - 1
+    grid = math.isqrt(num_patches)
+    if grid * grid != num_patches:
+        raise ValueError(f"{source}: a {num_patches}-patch grid is not square: pass img_size=(H, W)")
+    return grid * patch[0] if patch[0] == patch[1] else (grid * patch[0], grid * patch[1])
+
+
+def _with_training_args(config: MAEConfig, extras: dict[str, Any]) -> MAEConfig:
+    """Official training checkpoints keep their argparse ``args``: take the pixel target and mask ratio from them."""
+    args = vars(extras["args"]) if hasattr(extras.get("args"), "__dict__") else {}
+    fields = {name: args[name] for name in ("norm_pix_loss", "mask_ratio") if name in args}
+    return config.replace(**fields)

@@ -1,0 +1,127 @@
+"""from_pretrained / load_pretrained / save_pretrained / push_to_hub for our models (the one door to the Hub code)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .files import locate, read_weights
+from .formats import Checkpoint, to_checkpoint
+from .known_weights import find_known
+from .loading import copy_into, plan_load, report
+from .saving import push_checkpoint, save_checkpoint
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ..config import MAEConfig
+
+
+def read_checkpoint(
+    name_or_path: str | Path,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Checkpoint:
+    """Find, read and convert a checkpoint of any known family into our config and keys."""
+    overrides = overrides or {}
+    files = locate(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
+    tensors, extras = read_weights(files.weights)
+    checkpoint = to_checkpoint(files, tensors, extras, find_known(str(name_or_path)), overrides)
+    return Checkpoint(
+        checkpoint.source, checkpoint.family, checkpoint.config.replace(**overrides), checkpoint.state_dict
+    )
+
+
+class PretrainedMixin:
+    """Hub loading and saving for a module built from an :class:`MAEConfig` (keys: the official ones)."""
+
+    config: MAEConfig
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        token: str | bool | None = None,
+        map_location: str | torch.device = "cpu",
+        strict: bool = True,
+        **config_overrides: Any,
+    ) -> Self:
+        """Build a model from published or saved weights: a Hub repo id, a local folder, or a weights file.
+
+        Reads every MAE weight family: `transformers` ViTMAE (facebook/vit-mae-*), timm encoders
+        (timm/vit_*_224.mae), the official ``.pth`` files, and this library's ``save_pretrained``.
+        Config fields may be overridden (e.g. ``img_size=448``: sin-cos tables are regenerated).
+        ``strict=True`` requires every parameter from the checkpoint (encoder-only weights into a
+        full MAE raise); ``strict=False`` keeps missing ones freshly initialised, with a warning.
+        Downloads go through the huggingface_hub cache (``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``token``).
+        """
+        checkpoint = read_checkpoint(
+            name_or_path, revision=revision, cache_dir=cache_dir, token=token, overrides=config_overrides
+        )
+        return cls.from_checkpoint(checkpoint, map_location=map_location, strict=strict)
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: Checkpoint, *, map_location: str | torch.device = "cpu", strict: bool = True
+    ) -> Self:
+        """Build a model from a :class:`Checkpoint` of :func:`read_checkpoint` (see :meth:`from_pretrained`)."""
+        with torch.device("meta"):  # shapes only: no memory, no random init
+            shapes = cls(checkpoint.config)
+        plan = plan_load(checkpoint, shapes.state_dict(), checkpoint.config, strict=strict)
+        # Complete checkpoints skip random init; missing parameters need it (the official init).
+        model = cls(checkpoint.config).to(map_location) if plan.missing else shapes.to_empty(device=map_location)
+        copy_into(model, plan)  # type: ignore[arg-type]
+        report(plan, checkpoint.source)
+        return model
+
+    def load_pretrained(
+        self,
+        name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        token: str | bool | None = None,
+        strict: bool = True,
+    ) -> None:
+        """Load weights of any family into this model. Everything is checked first: on error the model is unchanged."""
+        checkpoint = read_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
+        plan = plan_load(checkpoint, self.state_dict(), self.config, strict=strict)  # type: ignore[attr-defined]
+        copy_into(self, plan)  # type: ignore[arg-type]
+        report(plan, checkpoint.source)
+
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write ``config.json`` (the config, a format marker, the library version) and ``model.safetensors``."""
+        return save_checkpoint(self.state_dict(), self.config, type(self).__name__, save_directory)  # type: ignore[attr-defined]
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | None = None,
+        private: bool | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload Masked Autoencoder weights",
+        create_pr: bool = False,
+        license: str | None = None,
+    ) -> str:
+        """Upload config.json, model.safetensors and a generated model card in one commit; returns its URL."""
+        return push_checkpoint(
+            self.state_dict(),  # type: ignore[attr-defined]
+            self.config,
+            type(self).__name__,
+            repo_id,
+            token=token,
+            private=private,
+            revision=revision,
+            commit_message=commit_message,
+            create_pr=create_pr,
+            license=license,
+        )

@@ -1,0 +1,100 @@
+"""Write our own format (config.json + model.safetensors), its model card, and upload both to the Hub."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from huggingface_hub import CommitOperationAdd, HfApi
+from safetensors.torch import save_file
+
+from ..config import MAEConfig
+from .files import CONFIG_FILE, SAFETENSORS_FILE
+from .formats import our_config_json
+
+CARD_FILE = "README.md"
+
+
+def save_checkpoint(
+    state_dict: dict[str, torch.Tensor], config: MAEConfig, model_class: str, directory: str | Path
+) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed); returns it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {key: tensor.detach().contiguous().cpu() for key, tensor in state_dict.items()}
+    save_file(tensors, directory / SAFETENSORS_FILE, metadata={"format": "pt"})
+    text = json.dumps(our_config_json(config, model_class), indent=2, sort_keys=True)
+    (directory / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
+    return directory
+
+
+def model_card(repo_id: str, config: MAEConfig, model_class: str, license: str | None) -> str:
+    """A README.md for an uploaded checkpoint: what it is, what its decoder predicts, how to load it."""
+    target = "per-patch normalized pixels" if config.norm_pix_loss else "raw pixels"
+    front = [
+        "---",
+        "library_name: masked-autoencoder",
+        "tags:",
+        "- masked-autoencoder",
+        "- mae",
+        "- vision-transformer",
+    ]
+    front += [f"license: {license}"] if license else []
+    rows = "\n".join(f"| `{key}` | `{value}` |" for key, value in config.to_dict().items())
+    return "\n".join(
+        [
+            *front,
+            "---",
+            "",
+            f"# {repo_id}",
+            "",
+            f"A Masked Autoencoder ({model_class}) saved with "
+            "[masked-autoencoder](https://pypi.org/project/masked-autoencoder/).",
+            "",
+            f"Its pre-training target is **{target}** (`norm_pix_loss={config.norm_pix_loss}`): "
+            "reconstructions must be read in that space.",
+            "",
+            "```python",
+            f"from masked_autoencoder import {model_class}",
+            "",
+            f'model = {model_class}.from_pretrained("{repo_id}")',
+            "```",
+            "",
+            "| config field | value |",
+            "|---|---|",
+            rows,
+            "",
+        ]
+    )
+
+
+def push_checkpoint(
+    state_dict: dict[str, torch.Tensor],
+    config: MAEConfig,
+    model_class: str,
+    repo_id: str,
+    *,
+    token: str | None,
+    private: bool | None,
+    revision: str | None,
+    commit_message: str,
+    create_pr: bool,
+    license: str | None,
+) -> str:
+    """Create the repo if needed and upload config.json, model.safetensors and a model card in one commit."""
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        directory = save_checkpoint(state_dict, config, model_class, folder)
+        card = model_card(repo_id, config, model_class, license).encode("utf-8")
+        operations = [
+            CommitOperationAdd(path_in_repo=CONFIG_FILE, path_or_fileobj=directory / CONFIG_FILE),
+            CommitOperationAdd(path_in_repo=SAFETENSORS_FILE, path_or_fileobj=directory / SAFETENSORS_FILE),
+            CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card),
+        ]
+        commit = api.create_commit(
+            repo_id, operations, commit_message=commit_message, revision=revision, create_pr=create_pr
+        )
+    return str(commit.pr_url or commit.commit_url)
