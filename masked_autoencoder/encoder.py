@@ -39,7 +39,8 @@ class MAEEncoder(PretrainedMixin, nn.Module):
         self.blocks = build_blocks(dim, config.depth, config.num_heads, config.mlp_ratio, config.layer_norm_eps)
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.masking = RandomMasking(config.mask_ratio)
-        self._init_encoder_weights()
+        if not self.cls_token.is_meta:  # from_pretrained builds on meta: nothing to initialise there
+            self._init_encoder_weights()
 
     def _init_encoder_weights(self) -> None:
         nn.init.normal_(self.cls_token, std=_CLS_STD)

@@ -60,6 +60,10 @@ class MaskedAutoencoderViT(MAEEncoder):
         )
         self.decoder_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.decoder_pred = nn.Linear(dim, config.patch_dim)
+        if not self.mask_token.is_meta:  # as in the encoder: nothing to initialise on meta
+            self._init_decoder_weights()
+
+    def _init_decoder_weights(self) -> None:
         nn.init.normal_(self.mask_token, std=_MASK_TOKEN_STD)
         for module in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
             module.apply(init_vit_weights)

@@ -8,7 +8,6 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from ..config import MAEConfig
 from ..pos_embed import sincos_pos_embed_2d
@@ -27,6 +26,7 @@ class LoadPlan:
     """The tensors to load under the model's keys, and what was left out and why."""
 
     state_dict: dict[str, torch.Tensor]
+    """The tensors to load, under the model's keys and in its dtypes."""
     missing: list[str]
     """Model keys the checkpoint does not supply: they keep their fresh initialisation."""
     unexpected: list[str]
@@ -74,7 +74,9 @@ def plan_load(
             "to keep missing parameters freshly initialised (e.g. a decoder for encoder-only weights) and ignore "
             "unexpected keys."
         )
-    return LoadPlan({k: v for k, v in state.items() if k in expected}, missing, unexpected, dropped, regenerated)
+    # A cast is a copy only where the checkpoint's dtype differs (e.g. fp16 files into a float32 model).
+    tensors = {k: v.to(expected[k].dtype) for k, v in state.items() if k in expected}
+    return LoadPlan(tensors, missing, unexpected, dropped, regenerated)
 
 
 def summarize_keys(keys: list[str]) -> str:
@@ -115,8 +117,3 @@ def report(plan: LoadPlan, source: str) -> None:
         logger.info("Loaded %s into an encoder; its decoder was left out: %s", source, summarize_keys(plan.dropped))
     if plan.regenerated:
         logger.info("Loaded %s; sin-cos tables regenerated for the model's grid: %s", source, plan.regenerated)
-
-
-def copy_into(model: nn.Module, plan: LoadPlan) -> None:
-    """Copy the planned tensors into the model's own memory (never keeping a reference to a mapped file)."""
-    model.load_state_dict(plan.state_dict, strict=not plan.missing)

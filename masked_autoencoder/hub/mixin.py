@@ -10,7 +10,7 @@ import torch
 from .files import locate, read_weights
 from .formats import Checkpoint, to_checkpoint
 from .known_weights import find_known
-from .loading import copy_into, plan_load, report
+from .loading import plan_load, report
 from .saving import push_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class PretrainedMixin:
         token: str | bool | None = None,
         map_location: str | torch.device = "cpu",
         strict: bool = True,
+        mmap: bool = True,
         **config_overrides: Any,
     ) -> Self:
         """Build a model from published or saved weights: a Hub repo id, a local folder, or a weights file.
@@ -62,25 +63,37 @@ class PretrainedMixin:
         ``strict=True`` requires every parameter from the checkpoint (encoder-only weights into a
         full MAE raise); ``strict=False`` keeps missing ones freshly initialised, with a warning.
         Downloads go through the huggingface_hub cache (``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``token``).
+
+        With ``mmap=True`` a safetensors file's pages become the CPU parameters, copy-on-write (as
+        in `transformers`): no copy, no extra memory. The file must then not be truncated in place
+        while the model lives (``torch.save`` or ``cp`` onto it), which crashes the process with
+        SIGBUS; the Hub cache never does this, and ``save_pretrained`` writes a new file.
+        ``mmap=False`` copies the weights into process memory.
         """
         checkpoint = read_checkpoint(
             name_or_path, revision=revision, cache_dir=cache_dir, token=token, overrides=config_overrides
         )
-        return cls.from_checkpoint(checkpoint, map_location=map_location, strict=strict)
+        return cls.from_checkpoint(checkpoint, map_location=map_location, strict=strict, mmap=mmap)
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint: Checkpoint, *, map_location: str | torch.device = "cpu", strict: bool = True
+        cls,
+        checkpoint: Checkpoint,
+        *,
+        map_location: str | torch.device = "cpu",
+        strict: bool = True,
+        mmap: bool = True,
     ) -> Self:
         """Build a model from a :class:`Checkpoint` of :func:`read_checkpoint` (see :meth:`from_pretrained`)."""
         with torch.device("meta"):  # shapes only: no memory, no random init
-            shapes = cls(checkpoint.config)
-        plan = plan_load(checkpoint, shapes.state_dict(), checkpoint.config, strict=strict)
-        # Complete checkpoints skip random init; missing parameters need it (the official init).
-        model = cls(checkpoint.config).to(map_location) if plan.missing else shapes.to_empty(device=map_location)
-        copy_into(model, plan)  # type: ignore[arg-type]
+            model = cls(checkpoint.config)
+        plan = plan_load(checkpoint, model.state_dict(), checkpoint.config, strict=strict)
+        if plan.missing:
+            model = cls(checkpoint.config)  # the official init for what the checkpoint lacks
+        state = plan.state_dict if mmap else {key: tensor.clone() for key, tensor in plan.state_dict.items()}
+        model.load_state_dict(state, strict=not plan.missing, assign=True)  # type: ignore[attr-defined]
         report(plan, checkpoint.source)
-        return model
+        return model.to(map_location)  # type: ignore[attr-defined]
 
     def load_pretrained(
         self,
@@ -94,7 +107,7 @@ class PretrainedMixin:
         """Load weights of any family into this model. Everything is checked first: on error the model is unchanged."""
         checkpoint = read_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
         plan = plan_load(checkpoint, self.state_dict(), self.config, strict=strict)  # type: ignore[attr-defined]
-        copy_into(self, plan)  # type: ignore[arg-type]
+        self.load_state_dict(plan.state_dict, strict=not plan.missing)  # type: ignore[attr-defined]
         report(plan, checkpoint.source)
 
     def save_pretrained(self, save_directory: str | Path) -> Path:
