@@ -7,6 +7,7 @@ from typing import Any
 
 from ._validation import fail, require
 from .architectures import canonical_name, model_config
+from .encoder import MAEEncoder
 from .hub.known_weights import DEFAULT_WEIGHTS
 from .hub.mixin import read_checkpoint
 from .model import MaskedAutoencoderViT
@@ -15,15 +16,18 @@ from .model import MaskedAutoencoderViT
 _ARCHITECTURE_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads")
 
 
-def create_model(name: str, *, pretrained: bool | str | Path = False, **overrides: Any) -> MaskedAutoencoderViT:
-    """Build a named architecture; overrides change config fields.
+def create_model(
+    name: str, *, pretrained: bool | str | Path = False, encoder_only: bool = False, **overrides: Any
+) -> Any:
+    """Build a named architecture: a :class:`MaskedAutoencoderViT`, or with ``encoder_only`` its :class:`MAEEncoder`.
 
     ``pretrained``: False for fresh (official) initialisation, True for the architecture's default
     published weights (the full facebook/vit-mae-* models), or any repo id or path that
-    :meth:`MaskedAutoencoderViT.from_pretrained` reads. The weights must be of this architecture.
+    ``from_pretrained`` reads; the weights must be of this architecture. Overrides change config fields.
     """
+    model_class = MAEEncoder if encoder_only else MaskedAutoencoderViT
     if not pretrained:
-        return MaskedAutoencoderViT(model_config(name, **overrides))
+        return model_class(model_config(name, **overrides))
     canonical = canonical_name(name)
     source = DEFAULT_WEIGHTS.get(canonical) if pretrained is True else pretrained
     if source is None:
@@ -36,32 +40,36 @@ def create_model(name: str, *, pretrained: bool | str | Path = False, **override
         if getattr(checkpoint.config, f) != getattr(expected, f)
     }
     require(not differ, "pretrained", f"{str(source)!r} with {differ}", f"weights of {canonical} ({expected})")
-    return MaskedAutoencoderViT.from_checkpoint(checkpoint)
+    return model_class.from_checkpoint(checkpoint)
 
 
-def mae_vit_tiny_patch16(*, pretrained: bool | str | Path = False, **overrides: Any) -> MaskedAutoencoderViT:
+def mae_vit_tiny_patch16(*, pretrained: bool | str | Path = False, encoder_only: bool = False, **overrides: Any) -> Any:
     """MAE with a ViT-Ti/16 encoder (192 wide, 12 blocks) and a 128-wide, 4-block decoder."""
-    return create_model("mae_vit_tiny_patch16", pretrained=pretrained, **overrides)
+    return create_model("mae_vit_tiny_patch16", pretrained=pretrained, encoder_only=encoder_only, **overrides)
 
 
-def mae_vit_small_patch16(*, pretrained: bool | str | Path = False, **overrides: Any) -> MaskedAutoencoderViT:
+def mae_vit_small_patch16(
+    *, pretrained: bool | str | Path = False, encoder_only: bool = False, **overrides: Any
+) -> Any:
     """MAE with a ViT-S/16 encoder (384 wide, 12 blocks) and a 256-wide, 4-block decoder."""
-    return create_model("mae_vit_small_patch16", pretrained=pretrained, **overrides)
+    return create_model("mae_vit_small_patch16", pretrained=pretrained, encoder_only=encoder_only, **overrides)
 
 
-def mae_vit_base_patch16(*, pretrained: bool | str | Path = False, **overrides: Any) -> MaskedAutoencoderViT:
+def mae_vit_base_patch16(*, pretrained: bool | str | Path = False, encoder_only: bool = False, **overrides: Any) -> Any:
     """MAE ViT-B/16 as in the paper (768 wide, 12 blocks; decoder 512 wide, 8 blocks)."""
-    return create_model("mae_vit_base_patch16", pretrained=pretrained, **overrides)
+    return create_model("mae_vit_base_patch16", pretrained=pretrained, encoder_only=encoder_only, **overrides)
 
 
-def mae_vit_large_patch16(*, pretrained: bool | str | Path = False, **overrides: Any) -> MaskedAutoencoderViT:
+def mae_vit_large_patch16(
+    *, pretrained: bool | str | Path = False, encoder_only: bool = False, **overrides: Any
+) -> Any:
     """MAE ViT-L/16 as in the paper (1024 wide, 24 blocks; decoder 512 wide, 8 blocks)."""
-    return create_model("mae_vit_large_patch16", pretrained=pretrained, **overrides)
+    return create_model("mae_vit_large_patch16", pretrained=pretrained, encoder_only=encoder_only, **overrides)
 
 
-def mae_vit_huge_patch14(*, pretrained: bool | str | Path = False, **overrides: Any) -> MaskedAutoencoderViT:
+def mae_vit_huge_patch14(*, pretrained: bool | str | Path = False, encoder_only: bool = False, **overrides: Any) -> Any:
     """MAE ViT-H/14 as in the paper (1280 wide, 32 blocks; decoder 512 wide, 8 blocks)."""
-    return create_model("mae_vit_huge_patch14", pretrained=pretrained, **overrides)
+    return create_model("mae_vit_huge_patch14", pretrained=pretrained, encoder_only=encoder_only, **overrides)
 
 
 mae_vit_tiny = mae_vit_tiny_patch16

@@ -1,4 +1,4 @@
-"""The ViT building blocks: patch embedding, attention (fused qkv, SDPA), MLP, pre-norm block, init."""
+"""The ViT building blocks: patch embedding, attention (fused qkv, SDPA), MLP, drop path, pre-norm block, init."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class PatchEmbed(nn.Module):
@@ -47,24 +48,60 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-class Block(nn.Module):
-    """Pre-norm Transformer block: x + attn(norm1(x)), then + mlp(norm2(x)). x: (B, N, D) -> (B, N, D)."""
+class DropPath(nn.Module):
+    """Stochastic depth: in training, zero a residual branch for a random subset of samples and rescale the rest.
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, eps: float) -> None:
+    x: (B, ...) -> (B, ...); the identity in eval mode or with ``drop_prob`` 0.
+    """
+
+    def __init__(self, drop_prob: float) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_prob == 0.0:
+            return x
+        keep = 1.0 - self.drop_prob
+        kept = torch.empty(x.shape[0], *(1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * kept / keep
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: x + attn(norm1(x)), then + mlp(norm2(x)). x: (B, N, D) -> (B, N, D).
+
+    ``drop_path`` is the stochastic-depth rate of both residual branches (fine-tuning only).
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, eps: float, drop_path: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def build_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, eps: float) -> nn.ModuleList:
-    """``depth`` fresh :class:`Block` s of width ``dim``."""
-    return nn.ModuleList(Block(dim, num_heads, mlp_ratio, eps) for _ in range(depth))
+def build_blocks(
+    dim: int, depth: int, num_heads: int, mlp_ratio: float, eps: float, drop_path_rate: float = 0.0
+) -> nn.ModuleList:
+    """``depth`` fresh :class:`Block` s of width ``dim``; drop path rises linearly from 0 to ``drop_path_rate``."""
+    rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # as official: 0 in the first block
+    return nn.ModuleList(Block(dim, num_heads, mlp_ratio, eps, rate) for rate in rates)
+
+
+def run_block(block: nn.Module, x: torch.Tensor, checkpointing: bool) -> torch.Tensor:
+    """Apply a block, recomputing its activations in backward (gradient checkpointing) when asked and training."""
+    if checkpointing and torch.is_grad_enabled():
+        # Non-reentrant: works with torch.compile and inputs that need no grad; RNG (drop path) is replayed.
+        return checkpoint(block, x, use_reentrant=False)
+    return block(x)
 
 
 def init_vit_weights(module: nn.Module) -> None:

@@ -11,7 +11,7 @@ from torch import nn
 from ._validation import describe, require
 from .config import MAEConfig
 from .encoder import MAEEncoder
-from .layers import build_blocks, init_vit_weights
+from .layers import build_blocks, init_vit_weights, run_block
 from .loss import mae_loss
 from .masking import gather_tokens
 from .patches import patchify
@@ -86,7 +86,7 @@ class MaskedAutoencoderViT(MAEEncoder):
             self.decoder_pos_embed, self.config.grid_size, grid
         )
         for block in self.decoder_blocks:
-            x = block(x)
+            x = run_block(block, x, self.grad_checkpointing)
         return self.decoder_pred(self.decoder_norm(x[:, 1:]))
 
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
