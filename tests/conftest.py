@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+import os
+
+# huggingface_hub reads this once, when first imported: set it before anything imports it. The tests never download.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import socket
+from collections.abc import Iterator
+
 import pytest
 import torch
 
 from masked_autoencoder import MAEConfig, MaskedAutoencoderViT
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """Fail the test on any real socket connection, even one the code under test catches and recovers from.
+
+    Yields the addresses tried, so that a test of this guard can check and clear them.
+    """
+    attempts: list[object] = []
+
+    def refuse(sock: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise OSError(f"the tests make no network connections: tried {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    yield attempts
+    if attempts:
+        pytest.fail(f"the test tried to open network connections: {attempts}")
+
 
 TINY = MAEConfig(
     img_size=32,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,10 @@ def locate(
     """Find the files of a local weights file, a local folder, or a Hub repo (downloaded to / read from the cache)."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
-        return CheckpointFiles(str(name_or_path), path, None)
+        # A standard weight file keeps its folder's config.json (transformers files need it).
+        beside = path.parent / CONFIG_FILE
+        config = _read_json(beside) if path.name in WEIGHT_FILES and beside.is_file() else None
+        return CheckpointFiles(str(name_or_path), path, config)
     if path.is_dir():
         weights = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), None)
         if weights is None:
@@ -128,7 +130,7 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         # The official training checkpoints pickle their argparse.Namespace of arguments: plain data.
         with torch.serialization.safe_globals([argparse.Namespace]):
             content = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+    except Exception as err:  # unpickling garbage raises anything (IndexError, KeyError, ...): all mean unreadable
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(
             f"{path} cannot be read as tensors and plain data: it is truncated or corrupt, or it holds Python "

@@ -20,6 +20,7 @@ FORMAT_VERSION = 1
 # The official decoder has 16 heads at every size; heads cannot be read from weights.
 _OFFICIAL_DECODER_HEADS = 16
 _CLASSIFIER_PREFIXES = ("head.", "fc_norm.")
+_BARE_ENCODER = ("embeddings.", "encoder.layer.", "layernorm.")
 
 
 @dataclass(frozen=True)
@@ -62,22 +63,36 @@ def to_checkpoint(
     """Recognise the family and convert: config.json first, then the keys. ``overrides`` may supply
     what the weights cannot say (``num_heads``, ``decoder_num_heads``, ``img_size``)."""
     family = _family(files, tensors)
-    if family == TRANSFORMERS:
-        if files.config is None:
-            raise ValueError(f"{files.source}: transformers ViTMAE weights need their config.json beside them")
-        config, state_dict = config_from_transformers(files.config), from_transformers_state_dict(tensors)
-    elif family == OURS:
-        assert files.config is not None
-        _check_our_format(files.config, files.source)
-        config, state_dict = MAEConfig.from_dict(files.config["config"]), tensors
-    else:
-        config, state_dict = _config_from_weights(tensors, overrides, files.source), tensors
-        config = _with_training_args(config, extras)
+    try:
+        config, state_dict = _convert(family, files, tensors, extras, overrides)
+    except ValueError as err:
+        raise ValueError(f"{files.source}: {err}") from err
     if known is not None:
         # Every published MAE weight was trained by the official code: LayerNorm eps 1e-6 (the facebook
         # Hub configs say 1e-12), and the known table says which pixels its decoder predicts.
         config = config.replace(norm_pix_loss=known.norm_pix_loss, layer_norm_eps=MAEConfig.layer_norm_eps)
     return Checkpoint(files.source, family, config, state_dict)
+
+
+def _convert(
+    family: str,
+    files: CheckpointFiles,
+    tensors: dict[str, torch.Tensor],
+    extras: dict[str, Any],
+    overrides: dict[str, Any],
+) -> tuple[MAEConfig, dict[str, torch.Tensor]]:
+    if family == TRANSFORMERS:
+        if files.config is None:
+            raise ValueError("transformers ViTMAE weights need their config.json beside them")
+        # ViTMAEModel (encoder only) saves its keys without the "vit." of ViTMAEForPreTraining.
+        tensors = {f"vit.{k}" if k.startswith(_BARE_ENCODER) else k: v for k, v in tensors.items()}
+        return config_from_transformers(files.config), from_transformers_state_dict(tensors)
+    if family == OURS:
+        assert files.config is not None
+        _check_our_format(files.config)
+        return MAEConfig.from_dict(files.config["config"]), tensors
+    config = _config_from_weights(tensors, overrides)
+    return _with_training_args(config, extras), tensors
 
 
 def _family(files: CheckpointFiles, tensors: dict[str, torch.Tensor]) -> str:
@@ -90,7 +105,7 @@ def _family(files: CheckpointFiles, tensors: dict[str, torch.Tensor]) -> str:
                 f"{files.source} is a {config['model_type']!r} checkpoint, not a Masked Autoencoder (vit_mae)"
             )
         return TRANSFORMERS
-    if any(key.startswith(("vit.", "decoder.decoder_")) for key in tensors):
+    if any(key.startswith(("vit.", "decoder.decoder_", *_BARE_ENCODER)) for key in tensors):
         return TRANSFORMERS
     if "architecture" in config:
         if not str(config["architecture"]).startswith("vit_"):
@@ -99,11 +114,11 @@ def _family(files: CheckpointFiles, tensors: dict[str, torch.Tensor]) -> str:
     return OFFICIAL
 
 
-def _check_our_format(config: dict[str, Any], source: str) -> None:
+def _check_our_format(config: dict[str, Any]) -> None:
     version = config.get("format_version")
     if version != FORMAT_VERSION or not isinstance(config.get("config"), dict):
         raise ValueError(
-            f"{source}: config.json is masked-autoencoder format version {version!r}; this version "
+            f"config.json is masked-autoencoder format version {version!r}; this version "
             f"({__version__}) reads version {FORMAT_VERSION}: upgrade masked-autoencoder"
         )
 
@@ -111,11 +126,11 @@ def _check_our_format(config: dict[str, Any], source: str) -> None:
 _BLOCK_INDEX = re.compile(r"^(blocks|decoder_blocks)\.(\d+)\.")
 
 
-def _config_from_weights(tensors: dict[str, torch.Tensor], overrides: dict[str, Any], source: str) -> MAEConfig:
+def _config_from_weights(tensors: dict[str, torch.Tensor], overrides: dict[str, Any]) -> MAEConfig:
     """Read the architecture from official-layout tensor shapes (timm and official files carry no full config)."""
     for key in ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.mlp.fc1.weight"):
         if key not in tensors:
-            raise ValueError(f"{source} is not a ViT / MAE checkpoint: it has no {key!r}")
+            raise ValueError(f"not a ViT / MAE checkpoint: it has no {key!r}")
     depths: dict[str, int] = {"blocks": 0, "decoder_blocks": 0}
     for key in tensors:
         if match := _BLOCK_INDEX.match(key):
@@ -123,9 +138,9 @@ def _config_from_weights(tensors: dict[str, torch.Tensor], overrides: dict[str, 
     embed_dim, in_chans, patch_h, patch_w = tensors["patch_embed.proj.weight"].shape
     num_heads = overrides.get("num_heads", num_heads_for_width(embed_dim))
     if num_heads is None:
-        raise ValueError(f"{source}: the head count of a {embed_dim}-wide encoder is unknown: pass num_heads=")
+        raise ValueError(f"the head count of a {embed_dim}-wide encoder is unknown: pass num_heads=")
     fields: dict[str, Any] = {
-        "img_size": overrides.get("img_size", _image_size(tensors["pos_embed"], (patch_h, patch_w), source)),
+        "img_size": overrides.get("img_size", _image_size(tensors["pos_embed"], (patch_h, patch_w))),
         "patch_size": patch_h if patch_h == patch_w else (patch_h, patch_w),
         "in_chans": in_chans,
         "embed_dim": embed_dim,
@@ -140,12 +155,12 @@ def _config_from_weights(tensors: dict[str, torch.Tensor], overrides: dict[str, 
     return MAEConfig(**fields)
 
 
-def _image_size(pos_embed: torch.Tensor, patch: tuple[int, int], source: str) -> int | tuple[int, int]:
+def _image_size(pos_embed: torch.Tensor, patch: tuple[int, int]) -> int | tuple[int, int]:
     """The image size of a square position table (class row first); non-square grids need img_size=."""
     num_patches = pos_embed.shape[1] - 1
     grid = math.isqrt(num_patches)
     if grid * grid != num_patches:
-        raise ValueError(f"{source}: a {num_patches}-patch grid is not square: pass img_size=(H, W)")
+        raise ValueError(f"a {num_patches}-patch grid is not square: pass img_size=(H, W)")
     return grid * patch[0] if patch[0] == patch[1] else (grid * patch[0], grid * patch[1])
 
 

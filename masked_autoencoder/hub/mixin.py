@@ -105,7 +105,9 @@ class PretrainedMixin:
         strict: bool = True,
     ) -> None:
         """Load weights of any family into this model. Everything is checked first: on error the model is unchanged."""
-        checkpoint = read_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
+        # Heads cannot be read from weights: this model's are the ones that count.
+        heads = {"num_heads": self.config.num_heads, "decoder_num_heads": self.config.decoder_num_heads}
+        checkpoint = read_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir, token=token, overrides=heads)
         plan = plan_load(checkpoint, self.state_dict(), self.config, strict=strict)  # type: ignore[attr-defined]
         self.load_state_dict(plan.state_dict, strict=not plan.missing)  # type: ignore[attr-defined]
         report(plan, checkpoint.source)
