@@ -1,0 +1,66 @@
+"""Reconstructions in image space, for looking at what an MAE predicts (pure torch, no plotting)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .loss import NORM_PIX_EPS
+from .model import MaskedAutoencoderViT
+from .patches import patchify, unpatchify
+
+
+class Reconstruction(NamedTuple):
+    """Images (B, C, H, W) in the model's input space, as in the paper's figures."""
+
+    masked: torch.Tensor
+    """The input with its removed patches set to ``fill``."""
+    reconstruction: torch.Tensor
+    """The model's prediction of every patch."""
+    pasted: torch.Tensor
+    """The prediction for the removed patches, the input's own pixels for the visible ones."""
+    mask: torch.Tensor
+    """(B, 1, H, W): 1 on removed patches."""
+
+
+@torch.no_grad()
+def reconstruct(
+    model: MaskedAutoencoderViT,
+    imgs: torch.Tensor,
+    *,
+    mask_ratio: float | None = None,
+    noise: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    fill: float = 0.0,
+) -> Reconstruction:
+    """Mask, predict and reassemble images. imgs: (B, C, H, W) -> :class:`Reconstruction`.
+
+    Masking arguments as in :class:`MaskedAutoencoderViT`. When the model predicts per-patch
+    normalized pixels (``config.norm_pix_loss``), a prediction says nothing of a patch's own mean
+    and variance, which were hidden: each patch is mapped back to pixels with the mean and the
+    standard deviation averaged over the *visible* patches of its image (their per-patch
+    statistics, unbiased variance as in the loss). Runs without gradients.
+    """
+    out = model(imgs, mask_ratio=mask_ratio, noise=noise, mask=mask, generator=generator)
+    patch, grid = model.config.patch_hw, model.grid_of(imgs)
+    target = patchify(imgs, patch).to(out.pred.dtype)
+    pred = _to_pixels(out.pred, target, out.mask) if model.config.norm_pix_loss else out.pred
+    removed = out.mask.unsqueeze(-1)
+    mask_image = unpatchify(removed.expand(-1, -1, patch[0] * patch[1]), patch, grid)
+    return Reconstruction(
+        masked=unpatchify(target * (1 - removed) + fill * removed, patch, grid),
+        reconstruction=unpatchify(pred, patch, grid),
+        pasted=unpatchify(target * (1 - removed) + pred * removed, patch, grid),
+        mask=mask_image,
+    )
+
+
+def _to_pixels(pred: torch.Tensor, target: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+    """Undo per-patch normalisation with the visible patches' average statistics. pred, target: (B, L, N)."""
+    visible = (1 - removed).unsqueeze(-1)  # (B, L, 1)
+    count = visible.sum(dim=1, keepdim=True).clamp_min(1)
+    mean = (target.mean(dim=-1, keepdim=True) * visible).sum(dim=1, keepdim=True) / count
+    std = ((target.var(dim=-1, keepdim=True) + NORM_PIX_EPS).sqrt() * visible).sum(dim=1, keepdim=True) / count
+    return pred * std + mean
