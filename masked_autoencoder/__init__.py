@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .architectures import list_models, model_config
+from .classifier import MAEViTClassifier, create_classifier, vit_base_patch16, vit_huge_patch14, vit_large_patch16
 from .config import MAEConfig
 from .encoder import MAEEncoder
 from .factory import (
@@ -17,21 +18,31 @@ from .factory import (
     mae_vit_tiny,
     mae_vit_tiny_patch16,
 )
+from .linear_probe import LinearProbe, linear_probe_head
 from .loss import mae_loss, normalized_pixels
 from .masking import MaskingOutput, RandomMasking
 from .model import MAEOutput, MaskedAutoencoderViT
+from .optim import param_groups_lrd
 from .patches import patchify, unpatchify
-from .pos_embed import sincos_pos_embed_2d
+from .pos_embed import resize_pos_embed, sincos_pos_embed_2d
+from .precision import autocast_dtype
+from .reconstruction import Reconstruction, reconstruct
 
 __all__ = [
+    "LinearProbe",
     "MAEConfig",
     "MAEEncoder",
     "MAEOutput",
+    "MAEViTClassifier",
     "MaskedAutoencoderViT",
     "MaskingOutput",
     "RandomMasking",
+    "Reconstruction",
     "__version__",
+    "autocast_dtype",
+    "create_classifier",
     "create_model",
+    "linear_probe_head",
     "list_models",
     "mae_loss",
     "mae_vit_base",
@@ -46,7 +57,13 @@ __all__ = [
     "mae_vit_tiny_patch16",
     "model_config",
     "normalized_pixels",
+    "param_groups_lrd",
     "patchify",
+    "reconstruct",
+    "resize_pos_embed",
     "sincos_pos_embed_2d",
     "unpatchify",
+    "vit_base_patch16",
+    "vit_huge_patch14",
+    "vit_large_patch16",
 ]

@@ -86,13 +86,17 @@ class MAEEncoder(PretrainedMixin, nn.Module):
         require(imgs.is_floating_point(), "imgs", describe(imgs), "a floating-point tensor")
         return grid
 
+    def position_table(self, grid: tuple[int, int]) -> torch.Tensor:
+        """The position table for a patch grid, class row first: (1, 1 + h*w, D); sin-cos, regenerated exactly."""
+        return position_table_for_grid(self.pos_embed, self.config.grid_size, grid)
+
     def embed(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch tokens with positions, and the class token with its position.
 
         imgs: (B, C, H, W) -> patches (B, L, D), cls (B, 1, D). ``imgs`` must be valid (see :meth:`grid_of`).
         """
         patches = self.patch_embed(imgs)
-        table = position_table_for_grid(self.pos_embed, self.config.grid_size, self.grid_of(imgs))
+        table = self.position_table(self.grid_of(imgs))
         cls = (self.cls_token + table[:, :1]).expand(patches.shape[0], -1, -1)
         return patches + table[:, 1:], cls
 

@@ -8,6 +8,7 @@ from typing import Any
 from ._validation import fail, require
 from .architectures import canonical_name, model_config
 from .encoder import MAEEncoder
+from .hub.formats import Checkpoint
 from .hub.known_weights import DEFAULT_WEIGHTS
 from .hub.mixin import read_checkpoint
 from .model import MaskedAutoencoderViT
@@ -28,8 +29,18 @@ def create_model(
     model_class = MAEEncoder if encoder_only else MaskedAutoencoderViT
     if not pretrained:
         return model_class(model_config(name, **overrides))
+    return model_class.from_checkpoint(pretrained_checkpoint(name, pretrained, overrides))
+
+
+def pretrained_checkpoint(
+    name: str, pretrained: bool | str | Path, overrides: dict[str, Any], defaults: dict[str, str] = DEFAULT_WEIGHTS
+) -> Checkpoint:
+    """Read the weights that a factory's ``pretrained`` names, checked to be weights of the architecture ``name``.
+
+    ``pretrained``: True for the architecture's weights in ``defaults``, else a repo id or path.
+    """
     canonical = canonical_name(name)
-    source = DEFAULT_WEIGHTS.get(canonical) if pretrained is True else pretrained
+    source = defaults.get(canonical) if pretrained is True else pretrained
     if source is None:
         fail("pretrained", True, f"a repo id or path: {canonical} has no published weights")
     checkpoint = read_checkpoint(source, overrides=overrides)
@@ -40,7 +51,7 @@ def create_model(
         if getattr(checkpoint.config, f) != getattr(expected, f)
     }
     require(not differ, "pretrained", f"{str(source)!r} with {differ}", f"weights of {canonical} ({expected})")
-    return model_class.from_checkpoint(checkpoint)
+    return checkpoint
 
 
 def mae_vit_tiny_patch16(*, pretrained: bool | str | Path = False, encoder_only: bool = False, **overrides: Any) -> Any:

@@ -1,10 +1,14 @@
-"""Fixed 2-D sin-cos position embeddings for any (h, w) patch grid."""
+"""2-D position embeddings: the fixed sin-cos table for any (h, w) patch grid, and the resize of learned tables."""
 
 from __future__ import annotations
 
-import torch
+import math
 
-from ._validation import require, to_pair
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from ._validation import describe, require, to_pair
 
 _TEMPERATURE = 10000.0
 
@@ -52,3 +56,31 @@ def position_table_for_grid(stored: torch.Tensor, stored_grid: tuple[int, int], 
         return stored
     table = sincos_pos_embed_2d(stored.shape[-1], grid, cls_token=True, device=stored.device, dtype=stored.dtype)
     return table[None]
+
+
+def resize_pos_embed(
+    table: torch.Tensor, new_grid: int | tuple[int, int], old_grid: int | tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Resize a position table to another patch grid, as the official fine-tuning code does.
+
+    table: (1, 1 + L, D), class row first -> (1, 1 + h*w, D) for ``new_grid`` (h, w). The patch
+    rows, laid out as the ``old_grid`` (default: the square grid of L), are interpolated in 2-D
+    (bicubic, align_corners=False); the class row is kept unchanged. Same grid: ``table`` itself.
+    """
+    ok_table = isinstance(table, torch.Tensor) and table.dim() == 3 and table.shape[0] == 1 and table.shape[1] > 1
+    require(ok_table, "table", describe(table), "a (1, 1 + L, D) position table, class row first")
+    new_h, new_w = to_pair(new_grid, "new_grid")
+    num_patches = table.shape[1] - 1
+    if old_grid is None:
+        side = math.isqrt(num_patches)
+        require(side * side == num_patches, "old_grid", None, f"given: {num_patches} patches are not a square grid")
+        old_grid = side
+    old_h, old_w = to_pair(old_grid, "old_grid")
+    require(old_h * old_w == num_patches, "old_grid", (old_h, old_w), f"a grid of h * w = {num_patches} patches")
+    if (old_h, old_w) == (new_h, new_w):
+        return table
+    # fp16 / bf16 tables are interpolated in float32, then cast back: one rounding instead of one per tap.
+    work = torch.promote_types(table.dtype, torch.float32)
+    patches = rearrange(table[:, 1:].to(work), "b (h w) d -> b d h w", h=old_h, w=old_w)
+    patches = F.interpolate(patches, size=(new_h, new_w), mode="bicubic", align_corners=False)
+    return torch.cat([table[:, :1], rearrange(patches, "b d h w -> b (h w) d").to(table.dtype)], dim=1)

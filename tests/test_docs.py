@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Pages whose every Python block runs offline in seconds (the others load published weights).
-RUNNABLE = ["README.md", "docs/index.md", "docs/how-it-works.md"]
+RUNNABLE = ["README.md", "docs/index.md", "docs/how-it-works.md", "docs/backbone.md"]
 
 
 def _python_blocks(path: Path) -> list[str]:

@@ -111,7 +111,7 @@ def test_push_to_hub_uploads_config_weights_and_card_in_one_commit(tmp_path, fak
     files = commit["files"]
     assert list(files) == ["config.json", "model.safetensors", "README.md"]
     card = files["README.md"].decode()
-    assert "# me/tiny-mae" in card and f"Its pre-training target is {target}" in card
+    assert "# me/tiny-mae" in card and f"Its MAE pre-training target is {target}" in card
     assert 'MaskedAutoencoderViT.from_pretrained("me/tiny-mae")' in card and "license: cc-by-nc-4.0" in card
     loaded = MaskedAutoencoderViT.from_pretrained(write_folder(tmp_path / "uploaded", files))
     assert loaded.config == model.config

@@ -18,16 +18,21 @@ def test_public_api_is_exactly_all():
     public = {name for name in dir(masked_autoencoder) if not name.startswith("_")}
     submodules = {
         "architectures",
+        "classifier",
         "config",
         "encoder",
         "factory",
         "hub",
         "layers",
+        "linear_probe",
         "loss",
         "masking",
         "model",
+        "optim",
         "patches",
         "pos_embed",
+        "precision",
+        "reconstruction",
     }
     assert public - submodules == set(masked_autoencoder.__all__) - {"__version__"}
 

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from masked_autoencoder import MaskedAutoencoderViT, normalized_pixels, patchify, unpatchify
-from masked_autoencoder.reconstruct import reconstruct
+from masked_autoencoder import MaskedAutoencoderViT, normalized_pixels, patchify, reconstruct, unpatchify
 
 
 def test_visible_patches_are_pasted_back_and_removed_ones_filled(tiny_model, images):

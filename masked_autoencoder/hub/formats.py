@@ -19,7 +19,8 @@ from .transformers_format import config_from_transformers, from_transformers_sta
 FORMAT_VERSION = 1
 # The official decoder has 16 heads at every size; heads cannot be read from weights.
 _OFFICIAL_DECODER_HEADS = 16
-_CLASSIFIER_PREFIXES = ("head.", "fc_norm.")
+# A fine-tuned classifier's own keys: its linear head and, with global pooling, the norm after the pool.
+CLASSIFIER_PREFIXES = ("head.", "fc_norm.")
 _BARE_ENCODER = ("embeddings.", "encoder.layer.", "layernorm.")
 
 
@@ -39,7 +40,18 @@ class Checkpoint:
     @property
     def is_classifier(self) -> bool:
         """A fine-tuned classifier (``head.*`` / ``fc_norm.*``), not MAE pre-training weights."""
-        return any(key.startswith(_CLASSIFIER_PREFIXES) for key in self.state_dict)
+        return any(key.startswith(CLASSIFIER_PREFIXES) for key in self.state_dict)
+
+    @property
+    def num_classes(self) -> int | None:
+        """A fine-tuned classifier's class count (the rows of ``head.weight``), else None."""
+        head = self.state_dict.get("head.weight")
+        return None if head is None else head.shape[0]
+
+    @property
+    def global_pool(self) -> bool | None:
+        """Whether a fine-tuned classifier pools its patch tokens (it has ``fc_norm``), else None."""
+        return "fc_norm.weight" in self.state_dict if self.is_classifier else None
 
 
 def our_config_json(config: MAEConfig, model_class: str) -> dict[str, Any]:

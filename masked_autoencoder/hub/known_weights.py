@@ -64,6 +64,9 @@ KNOWN_WEIGHTS: tuple[KnownWeights, ...] = (
 )
 # pretrained=True on a factory: the full model (with decoder) of each paper architecture.
 DEFAULT_WEIGHTS = {architecture: f"facebook/vit-mae-{size}" for size, architecture in _SIZES.items()}
+# pretrained=True on a classifier factory: the normalized-pixel encoders the paper fine-tuned (its
+# mae_pretrain_vit_*.pth, on the Hub as timm's); the facebook ones are the raw-pixel visualization weights.
+FINE_TUNING_WEIGHTS = {architecture: f"timm/{_TIMM_NAMES[size]}.mae" for size, architecture in _SIZES.items()}
 
 
 def find_known(name_or_path: str) -> KnownWeights | None:

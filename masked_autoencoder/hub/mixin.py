@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -41,6 +41,13 @@ class PretrainedMixin:
     """Hub loading and saving for a module built from an :class:`MAEConfig` (keys: the official ones)."""
 
     config: MAEConfig
+    # Keywords of from_pretrained that are a subclass's own constructor arguments, not config fields.
+    _init_options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def _build_for(cls, checkpoint: Checkpoint) -> Self:
+        """A new model of this class for a checkpoint (subclasses with ``_init_options`` take them as keywords)."""
+        return cls(checkpoint.config)  # type: ignore[call-arg]
 
     @classmethod
     def from_pretrained(
@@ -53,6 +60,7 @@ class PretrainedMixin:
         map_location: str | torch.device = "cpu",
         strict: bool = True,
         mmap: bool = True,
+        interpolate_sincos: bool = False,
         **config_overrides: Any,
     ) -> Self:
         """Build a model from published or saved weights: a Hub repo id, a local folder, or a weights file.
@@ -69,11 +77,22 @@ class PretrainedMixin:
         while the model lives (``torch.save`` or ``cp`` onto it), which crashes the process with
         SIGBUS; the Hub cache never does this, and ``save_pretrained`` writes a new file.
         ``mmap=False`` copies the weights into process memory.
+
+        ``interpolate_sincos`` is for models that learn their position table (``MAEViTClassifier``,
+        whose constructor arguments are also accepted here): see there.
         """
+        init_options = {key: config_overrides.pop(key) for key in cls._init_options if key in config_overrides}
         checkpoint = read_checkpoint(
             name_or_path, revision=revision, cache_dir=cache_dir, token=token, overrides=config_overrides
         )
-        return cls.from_checkpoint(checkpoint, map_location=map_location, strict=strict, mmap=mmap)
+        return cls.from_checkpoint(
+            checkpoint,
+            map_location=map_location,
+            strict=strict,
+            mmap=mmap,
+            interpolate_sincos=interpolate_sincos,
+            **init_options,
+        )
 
     @classmethod
     def from_checkpoint(
@@ -83,15 +102,22 @@ class PretrainedMixin:
         map_location: str | torch.device = "cpu",
         strict: bool = True,
         mmap: bool = True,
+        interpolate_sincos: bool = False,
+        **init_options: Any,
     ) -> Self:
-        """Build a model from a :class:`Checkpoint` of :func:`read_checkpoint` (see :meth:`from_pretrained`)."""
+        """Build a model from a :class:`Checkpoint` of :func:`read_checkpoint` (see :meth:`from_pretrained`).
+
+        ``init_options``: a subclass's own constructor arguments (``MAEViTClassifier``: ``num_classes``, ...).
+        """
         with torch.device("meta"):  # shapes only: no memory, no random init
-            model = cls(checkpoint.config)
-        plan = plan_load(checkpoint, model.state_dict(), checkpoint.config, strict=strict)
-        if plan.missing:
-            model = cls(checkpoint.config)  # the official init for what the checkpoint lacks
+            model = cls._build_for(checkpoint, **init_options)
+        plan = plan_load(
+            checkpoint, model.state_dict(), checkpoint.config, strict=strict, interpolate_sincos=interpolate_sincos
+        )
+        if not plan.complete:
+            model = cls._build_for(checkpoint, **init_options)  # the official init for what the checkpoint lacks
         state = plan.state_dict if mmap else {key: tensor.clone() for key, tensor in plan.state_dict.items()}
-        model.load_state_dict(state, strict=not plan.missing, assign=True)  # type: ignore[attr-defined]
+        model.load_state_dict(state, strict=plan.complete, assign=True)  # type: ignore[attr-defined]
         report(plan, checkpoint.source)
         return model.to(map_location)  # type: ignore[attr-defined]
 
@@ -103,13 +129,23 @@ class PretrainedMixin:
         cache_dir: str | Path | None = None,
         token: str | bool | None = None,
         strict: bool = True,
+        interpolate_sincos: bool = False,
     ) -> None:
-        """Load weights of any family into this model. Everything is checked first: on error the model is unchanged."""
+        """Load weights of any family into this model. Everything is checked first: on error the model is unchanged.
+
+        Keys the checkpoint does not supply (with ``strict=False``, or a classifier's new head) keep their values.
+        """
         # Heads cannot be read from weights: this model's are the ones that count.
         heads = {"num_heads": self.config.num_heads, "decoder_num_heads": self.config.decoder_num_heads}
         checkpoint = read_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir, token=token, overrides=heads)
-        plan = plan_load(checkpoint, self.state_dict(), self.config, strict=strict)  # type: ignore[attr-defined]
-        self.load_state_dict(plan.state_dict, strict=not plan.missing)  # type: ignore[attr-defined]
+        plan = plan_load(
+            checkpoint,
+            self.state_dict(),  # type: ignore[attr-defined]
+            self.config,
+            strict=strict,
+            interpolate_sincos=interpolate_sincos,
+        )
+        self.load_state_dict(plan.state_dict, strict=plan.complete)  # type: ignore[attr-defined]
         report(plan, checkpoint.source)
 
     def save_pretrained(self, save_directory: str | Path) -> Path:

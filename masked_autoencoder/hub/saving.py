@@ -50,11 +50,10 @@ def model_card(repo_id: str, config: MAEConfig, model_class: str, license: str |
             "",
             f"# {repo_id}",
             "",
-            f"A Masked Autoencoder ({model_class}) saved with "
-            "[masked-autoencoder](https://pypi.org/project/masked-autoencoder/).",
+            f"A `{model_class}` saved with [masked-autoencoder](https://pypi.org/project/masked-autoencoder/).",
             "",
-            f"Its pre-training target is **{target}** (`norm_pix_loss={config.norm_pix_loss}`): "
-            "reconstructions must be read in that space.",
+            f"Its MAE pre-training target is **{target}** (`norm_pix_loss={config.norm_pix_loss}`): "
+            "an MAE's reconstructions must be read in that space.",
             "",
             "```python",
             f"from masked_autoencoder import {model_class}",

@@ -1,0 +1,70 @@
+"""Layer-wise learning-rate decay (from BEiT, as in the official MAE fine-tuning): parameter groups for an optimizer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import nn
+
+from ._validation import describe, require
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _layer_id(name: str, num_layers: int) -> int:
+    """The layer of a parameter: 0 for the embeddings, i + 1 for ``blocks.i``, ``num_layers`` for everything else."""
+    if name in ("cls_token", "pos_embed") or name.startswith("patch_embed"):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return num_layers
+
+
+def param_groups_lrd(
+    model: nn.Module,
+    weight_decay: float = 0.05,
+    no_weight_decay_list: Iterable[str] = (),
+    layer_decay: float = 0.75,
+    *,
+    lr: float | None = None,
+) -> list[dict[str, Any]]:
+    """Parameter groups with layer-wise lr decay, with the official fine-tuning's semantics and argument names.
+
+    ``model``: a ViT with ``blocks`` and the official parameter names (:class:`MAEViTClassifier`,
+    :class:`MAEEncoder`, ...). With num_layers = depth + 1, layer 0 is ``cls_token``, ``pos_embed`` and
+    ``patch_embed.*``, ``blocks.i`` is layer i + 1, and everything else (``norm``, ``fc_norm``,
+    ``head``, ...) is the top layer, num_layers. A parameter of layer l gets
+    ``lr_scale = layer_decay ** (num_layers - l)`` (1.0 at the top). 1-D parameters (biases, norms)
+    and the names in ``no_weight_decay_list`` get no weight decay: pass ``model.no_weight_decay()``
+    as the official script does (with the default empty list, the 3-D ``cls_token`` and ``pos_embed``
+    are decayed). Frozen parameters (``requires_grad=False``) are left out.
+
+    Returns one group per (layer, decay) in the order of the parameters:
+    ``{"lr_scale", "weight_decay", "params"}``. Optimizers ignore ``lr_scale``: the official schedule
+    sets each group's lr to ``lr * lr_scale`` at every step. Given ``lr``, each group also gets that
+    learning rate, which torch's LR schedulers then scale group by group.
+    """
+    blocks = getattr(model, "blocks", None)
+    require(isinstance(blocks, nn.ModuleList), "model", describe(model), "a ViT with its blocks in .blocks")
+    require(_is_number(weight_decay) and weight_decay >= 0, "weight_decay", repr(weight_decay), "a number >= 0")
+    require(_is_number(layer_decay) and 0 < layer_decay <= 1, "layer_decay", repr(layer_decay), "a number in (0, 1]")
+    ok_list = not isinstance(no_weight_decay_list, str) and isinstance(no_weight_decay_list, Iterable)
+    require(ok_list, "no_weight_decay_list", repr(no_weight_decay_list), "an iterable of parameter names")
+    require(lr is None or (_is_number(lr) and lr > 0), "lr", repr(lr), "None or a positive number")
+    num_layers = len(blocks) + 1
+    skip = set(no_weight_decay_list)
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        decay = not (param.ndim == 1 or name in skip)
+        layer = _layer_id(name, num_layers)
+        if (layer, decay) not in groups:
+            scale = layer_decay ** (num_layers - layer)
+            group = {"lr_scale": scale, "weight_decay": weight_decay if decay else 0.0, "params": []}
+            groups[(layer, decay)] = group if lr is None else {**group, "lr": lr * scale}
+        groups[(layer, decay)]["params"].append(param)
+    return list(groups.values())
