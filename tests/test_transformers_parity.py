@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import TINY as CONFTEST_TINY
 from safetensors.torch import load_file, save_file
-from transformers import ViTMAEConfig, ViTMAEForPreTraining
+from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEDecoder, ViTMAEEmbeddings
 
 from masked_autoencoder import MAEConfig, MaskedAutoencoderViT, model_config
@@ -247,3 +247,19 @@ def test_parameter_counts_match_transformers_for_paper_models(name):
 
     assert trainable(ours) == trainable(theirs)
     assert stored(ours) == stored(theirs)
+
+
+def test_unmasked_encoder_equals_transformers_vitmae_model_in_identity_order(tmp_path):
+    """Backbone equivalence: no masking here; transformers' ViTMAEModel with mask ratio 0 and noise = arange."""
+    ours = _ours()
+    folder = _write_transformers_files(ours, tmp_path)
+    theirs = ViTMAEModel.from_pretrained(folder, mask_ratio=0.0).eval()
+    imgs, _ = _inputs()
+    identity = torch.arange(16.0).expand(imgs.shape[0], -1)
+    with torch.no_grad():
+        expected = theirs(pixel_values=imgs, noise=identity, output_hidden_states=True)
+        features = ours.forward_features(imgs)
+        blocks = ours.forward_intermediates(imgs, output_fmt="NLC", return_prefix_tokens=True, intermediates_only=True)
+    torch.testing.assert_close(features, expected.last_hidden_state, atol=ATOL, rtol=0)
+    for (patches, cls), hidden in zip(blocks, expected.hidden_states[1:], strict=True):
+        torch.testing.assert_close(torch.cat([cls, patches], dim=1), hidden, atol=ATOL, rtol=0)
