@@ -41,3 +41,18 @@ def test_docs_site_builds_strictly(tmp_path):
 def test_pipeline_figure_script_and_image_exist():
     assert (ROOT / "docs" / "figures" / "make_pipeline_figure.py").exists()
     assert (ROOT / "docs" / "images" / "pipeline.png").stat().st_size > 10_000
+
+
+def test_readme_main_command_installs_and_pretrains(tmp_path):
+    """The README's first command, as a new user runs it, shortened by flags to a smoke run."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"<!-- main-command -->\n```bash\n(.*?)\n```", readme, re.DOTALL)[1]
+    assert command.startswith("pip install") and command.endswith("python examples/pretrain.py")
+    command = command.replace("pip install", f"{sys.executable} -m pip install --quiet").replace(
+        "python examples", f"{sys.executable} examples"
+    )
+    smoke = f" --steps 2 --batch-size 4 --every 2 --output {tmp_path / 'run'}"
+    result = subprocess.run(["bash", "-c", command + smoke], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
+    assert list((tmp_path / "run").glob("reconstruction-*.png"))

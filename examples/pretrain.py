@@ -1,0 +1,333 @@
+"""Pre-train a Masked Autoencoder with the paper's recipe. With no arguments: a few CPU minutes on sample photos.
+
+    python examples/pretrain.py                                     # offline demo, any laptop
+    python examples/pretrain.py --data ~/photos --model mae_vit_base --img-size 224 --patch-size 16 --steps 100000
+    torchrun --nproc-per-node 8 examples/pretrain.py --data ~/photos ...   # one process per GPU (gloo on CPUs)
+    python examples/pretrain.py --resume runs/pretrain/checkpoint --steps 2000
+
+The recipe (He et al., 2021, appendix A.1): AdamW, betas (0.9, 0.95), weight decay 0.05 (none on biases,
+norms and tokens); lr = base_lr * total batch / 256, linear warm-up then cosine decay, set every step;
+RandomResizedCrop (scale 0.2-1.0) and horizontal flips only; normalised-pixel targets (norm_pix_loss).
+Without --data it trains on the colour photographs shipped inside scikit-image.
+
+Into --output, rank 0 writes ``checkpoint/`` (``save_pretrained`` files, so ``from_pretrained`` loads
+it, plus ``training_state.pt`` for --resume), ``reconstruction-STEP.png`` every --every steps,
+``loss.csv`` and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import os
+import random
+import shutil
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from common import (
+    PREVIEW_COUNT,
+    ImageDataset,
+    add_model_arguments,
+    build_model,
+    choose_device,
+    choose_precision,
+    learning_rate,
+    pretrain_transform,
+    preview_batch,
+    save_loss_plot,
+    save_reconstructions,
+    training_images,
+)
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from masked_autoencoder import MaskedAutoencoderViT, param_groups_lrd
+
+STATE_FILE = "training_state.pt"
+LOG_FILE = "loss.csv"
+PLOT_FILE = "loss.png"
+BETAS = (0.9, 0.95)
+NO_WEIGHT_DECAY = ("cls_token", "mask_token")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; the defaults are the offline demo."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, help="a folder of images, searched recursively (default: sample photos)")
+    parser.add_argument("--output", type=Path, default=Path("runs/pretrain"), help="where to write (rank 0)")
+    parser.add_argument("--resume", type=Path, help="a checkpoint folder to continue from (its config wins)")
+    add_model_arguments(parser)
+    parser.add_argument("--norm-pix-loss", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--mask-ratio", type=float, default=0.75)
+    parser.add_argument("--steps", type=int, default=700, help="total optimisation steps")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per process and step")
+    parser.add_argument("--base-lr", type=float, default=1.5e-3, help="lr for a total batch of 256 (paper: 1.5e-4)")
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--warmup-steps", type=int, help="default: 5%% of --steps (paper: 40 of 800 epochs)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    parser.add_argument("--every", type=int, default=100, help="checkpoint and reconstruction PNG every N steps")
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes (use several on GPUs)")
+    parser.add_argument("--device", help="default: cuda if available, else cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+# ---- processes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """This process's place in a torchrun job; a lone process is rank 0 of 1."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and prints."""
+        return self.rank == 0
+
+
+def start_job(device_name: str | None) -> Job:
+    """Read torchrun's RANK, WORLD_SIZE and LOCAL_RANK and join its process group: nccl on GPUs, gloo on CPUs."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = choose_device(device_name)
+    if world_size > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")  # torchrun's env:// rendezvous
+    return Job(int(os.environ.get("RANK", "0")), world_size, device)
+
+
+def mean_over_ranks(value: torch.Tensor, job: Job) -> float:
+    """A scalar tensor averaged over the processes (gloo has no AVG: sum, then divide)."""
+    if job.world_size > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+    return value.item() / job.world_size
+
+
+def endless_batches(
+    dataset: ImageDataset, job: Job, batch_size: int, workers: int, seed: int
+) -> Iterator[torch.Tensor]:
+    """This process's share of every epoch, forever, in batches; each epoch reshuffled, the same way on every rank."""
+    sampler = DistributedSampler(dataset, job.world_size, job.rank, shuffle=True, seed=seed, drop_last=True)
+    loader = DataLoader(
+        dataset,
+        batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=job.device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
+    for epoch in itertools.count():
+        sampler.set_epoch(epoch)
+        yield from loader
+
+
+# ---- checkpoints --------------------------------------------------------------------------------
+
+
+def load_model(args: argparse.Namespace) -> tuple[MaskedAutoencoderViT, dict[str, Any] | None]:
+    """A fresh model from the flags, or the checkpoint of --resume and its training state."""
+    if args.resume is None:
+        return build_model(args, norm_pix_loss=args.norm_pix_loss, mask_ratio=args.mask_ratio), None
+    # Copied into memory (no mmap): the run rewrites checkpoint folders, possibly this one.
+    model = MaskedAutoencoderViT.from_pretrained(args.resume, mmap=False)
+    return model, torch.load(args.resume / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def save_checkpoint(
+    directory: Path,
+    model: MaskedAutoencoderViT,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    step: int,
+) -> Path:
+    """Replace ``directory`` with the model's ``save_pretrained`` files and the state --resume needs.
+
+    Written beside it first, so that an interrupted write never leaves a half checkpoint behind.
+    """
+    staging = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
+    torch.save(state, staging / STATE_FILE)
+    shutil.rmtree(directory, ignore_errors=True)
+    return staging.rename(directory)
+
+
+# ---- training -----------------------------------------------------------------------------------
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    imgs: torch.Tensor,
+    lr: float,
+    dtype: torch.dtype | None,
+) -> torch.Tensor:
+    """One optimisation step at learning rate ``lr``, under autocast to ``dtype`` (None: fp32). Returns the loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
+    with torch.autocast(imgs.device.type, dtype=dtype, enabled=dtype is not None):
+        loss = model(imgs).loss
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()  # the scaler is a no-op unless fp16
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
+def describe_run(model: MaskedAutoencoderViT, job: Job, args: argparse.Namespace, **settings: str) -> str:
+    """One line that says what is being trained, on what, and how."""
+    config, millions = model.config, sum(param.numel() for param in model.parameters()) / 1e6
+    return ", ".join(
+        [
+            f"{millions:.1f}M parameters",
+            f"images {config.image_hw[0]}x{config.image_hw[1]}, patch {config.patch_size}",
+            f"norm_pix_loss={config.norm_pix_loss}",
+            f"batch {args.batch_size} x {job.world_size} process(es)",
+            f"device {job.device}",
+            *(f"{key} {value}" for key, value in settings.items()),
+        ]
+    )
+
+
+def reconstruction_path(output: Path, step: int) -> Path:
+    """Where the reconstruction PNG of ``step`` goes."""
+    return output / f"reconstruction-{step:06d}.png"
+
+
+def start_outputs(args: argparse.Namespace, model: MaskedAutoencoderViT, preview: torch.Tensor, fresh: bool) -> None:
+    """Create the output folder; a fresh run starts its loss log and shows the untrained model's reconstructions."""
+    args.output.mkdir(parents=True, exist_ok=True)
+    if fresh or not (args.output / LOG_FILE).exists():  # a resumed run appends to its log
+        (args.output / LOG_FILE).write_text("step,loss,lr\n")
+    if fresh:
+        save_reconstructions(model, preview, reconstruction_path(args.output, 0), seed=args.seed)
+
+
+def write_outputs(
+    args: argparse.Namespace,
+    model: MaskedAutoencoderViT,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    preview: torch.Tensor,
+    step: int,
+) -> str:
+    """Checkpoint, reconstruction PNG and loss plot at ``step``; returns what was written."""
+    checkpoint = save_checkpoint(args.output / "checkpoint", model, optimizer, scaler, step)
+    png = save_reconstructions(model, preview, reconstruction_path(args.output, step), seed=args.seed)
+    save_loss_plot(args.output / LOG_FILE, args.output / PLOT_FILE)
+    return f"{checkpoint} and {png}"
+
+
+def make_optimizer(
+    model: MaskedAutoencoderViT, args: argparse.Namespace, peak_lr: float, dtype: torch.dtype | None
+) -> tuple[torch.optim.AdamW, torch.amp.GradScaler]:
+    """AdamW with the paper's betas and weight decay, and a gradient scaler (active only for fp16).
+
+    No weight decay on biases and norms (1-D) nor on the learned tokens: decay would only pull these
+    embeddings to zero (the official pre-training script exempts only 1-D tensors). One lr for all
+    layers: layer-wise decay is for fine-tuning.
+    """
+    groups = param_groups_lrd(model, args.weight_decay, NO_WEIGHT_DECAY, layer_decay=1.0)
+    optimizer = torch.optim.AdamW(groups, lr=peak_lr, betas=BETAS)
+    return optimizer, torch.amp.GradScaler(model.cls_token.device.type, enabled=dtype == torch.float16)
+
+
+def restore(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, state: dict[str, Any] | None) -> int:
+    """Load a checkpoint's training state (if any); returns the step to start from."""
+    if state is None:
+        return 0
+    optimizer.load_state_dict(state["optimizer"])
+    if state["scaler"]:  # empty when saved by a run without fp16
+        scaler.load_state_dict(state["scaler"])
+    return state["step"]
+
+
+def summary(args: argparse.Namespace, losses: list[float], seconds: float) -> str:
+    """What the run did and where its files are."""
+    lines = [f"nothing to do: the checkpoint is at step {args.steps}"]
+    if losses:
+        ends = max(1, min(20, len(losses) // 4))  # averages of a few steps: single losses are noisy
+        first, last = statistics.mean(losses[:ends]), statistics.mean(losses[-ends:])
+        lines = [f"loss {first:.4f} (mean of the first {ends} steps) -> {last:.4f} (of the last {ends})"]
+    return "\n".join(
+        [
+            *lines,
+            f"wall time: {seconds:.0f} s",
+            f"checkpoint: {args.output / 'checkpoint'}",
+            f"reconstruction: {reconstruction_path(args.output, args.steps)}",
+            f"loss log: {args.output / LOG_FILE}, plot: {args.output / PLOT_FILE}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Pre-train, checkpoint, and show reconstructions as the loss falls."""
+    began = time.perf_counter()
+    args = parse_args(argv)
+    job = start_job(args.device)
+    random.seed(args.seed + job.rank)  # different crops and masks on every rank
+    torch.manual_seed(args.seed + job.rank)
+    model, state = load_model(args)
+    model.to(job.device)
+    size = model.config.image_hw
+    sources = training_images(args.data, size)
+    # Enough repeats that every rank gets a full batch per epoch: every access is a new random crop anyway.
+    repeats = -(-args.batch_size * job.world_size // len(sources))
+    dataset = ImageDataset(sources, partial(pretrain_transform, size=size), repeats)
+    batches = endless_batches(dataset, job, args.batch_size, args.workers, args.seed)
+
+    peak_lr = args.base_lr * args.batch_size * job.world_size / 256
+    warmup = args.steps // 20 if args.warmup_steps is None else args.warmup_steps
+    dtype = choose_precision(args.precision, job.device)
+    optimizer, scaler = make_optimizer(model, args, peak_lr, dtype)
+    start = restore(optimizer, scaler, state)
+    ddp_model = DistributedDataParallel(model) if job.world_size > 1 else model
+    preview = preview_batch(sources[:PREVIEW_COUNT], size).to(job.device)
+    if job.is_main:
+        precision = str(dtype).removeprefix("torch.") if dtype else "fp32"
+        print(describe_run(model, job, args, **{"peak lr": f"{peak_lr:.2e}", "precision": precision}))
+        print(f"resumed from step {start}" if state is not None else f"training on {len(sources)} images")
+        start_outputs(args, model, preview, fresh=state is None)
+
+    losses: list[float] = []
+    progress = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=not job.is_main)
+    for step in progress:
+        lr = learning_rate(step, peak=peak_lr, warmup_steps=warmup, total_steps=args.steps)
+        imgs = next(batches).to(job.device, non_blocking=True)
+        losses.append(mean_over_ranks(train_step(ddp_model, optimizer, scaler, imgs, lr, dtype), job))
+        if not job.is_main:
+            continue
+        progress.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
+        with open(args.output / LOG_FILE, "a", newline="") as file:
+            csv.writer(file).writerow([step + 1, f"{losses[-1]:.6f}", f"{lr:.6e}"])
+        if (step + 1) % args.every == 0 or step + 1 == args.steps:
+            written = write_outputs(args, model, optimizer, scaler, preview, step + 1)
+            progress.write(f"step {step + 1}: loss {losses[-1]:.4f}, wrote {written}")
+    progress.close()
+    if job.is_main:
+        print(summary(args, losses, time.perf_counter() - began))
+    if job.world_size > 1:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The examples, each run as a user runs it (a subprocess) with a tiny model for a few steps; their shared helpers."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from PIL import Image
+
+from masked_autoencoder import MaskedAutoencoderViT, create_model
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# mae_vit_tiny on 32 x 32 images: 16 patches of 8 x 8, a fraction of a second per step.
+TINY = ("--img-size", "32", "--patch-size", "8", "--batch-size", "2")
+
+
+def run(*args: str | Path, cwd: Path) -> str:
+    """Run this Python with ``args``; return its stdout, or fail the test with its output."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # several small processes share few cores
+    if sys.platform == "linux":
+        env["GLOO_SOCKET_IFNAME"] = "lo"  # torchrun's processes talk over loopback only
+    command = [sys.executable, *map(str, args)]
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def logged_steps(output: Path) -> list[int]:
+    """The steps in a pre-training run's loss.csv."""
+    with open(output / "loss.csv", newline="") as file:
+        return [int(row["step"]) for row in csv.DictReader(file)]
+
+
+def write_images(folder: Path) -> list[Path]:
+    """Five small noise images in nested folders, in two formats, beside a file that is not an image."""
+    (folder / "nested" / "deeper").mkdir(parents=True)
+    (folder / "notes.txt").write_text("not an image")
+    paths = [folder / "a.jpg", folder / "b.png", folder / "nested" / "c.png", folder / "nested" / "deeper" / "d.JPG"]
+    paths.append(folder / "nested" / "e.jpeg")
+    for index, path in enumerate(paths):
+        Image.effect_noise((40 + 7 * index, 48), 64).convert("RGB").save(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The output folder and stdout of a 2-step pre-training run on the sample photos."""
+    output = tmp_path_factory.mktemp("pretrain")
+    stdout = run(EXAMPLES / "pretrain.py", *TINY, "--steps", "2", "--output", output, cwd=output)
+    return output, stdout
+
+
+@pytest.fixture
+def common(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """examples/common.py, imported as the examples import it."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    return importlib.import_module("common")
+
+
+@pytest.fixture
+def pretrain(common: ModuleType) -> ModuleType:
+    """examples/pretrain.py as a module."""
+    return importlib.import_module("pretrain")
+
+
+def test_pretrain_writes_checkpoint_reconstructions_and_loss_log(pretrained):
+    output, stdout = pretrained
+    checkpoint = output / "checkpoint"
+    assert f"checkpoint: {checkpoint}" in stdout
+    assert f"reconstruction: {output / 'reconstruction-000002.png'}" in stdout
+    assert "loss " in stdout
+    for step in (0, 2):  # before training, and at the end
+        with Image.open(output / f"reconstruction-{step:06d}.png") as png:
+            assert png.mode == "RGB"
+    assert logged_steps(output) == [1, 2]
+    assert (output / "loss.png").is_file()
+    model = MaskedAutoencoderViT.from_pretrained(checkpoint)
+    assert (model.config.img_size, model.config.patch_size, model.config.norm_pix_loss) == (32, 8, True)
+    assert torch.load(checkpoint / "training_state.pt", weights_only=True)["step"] == 2
+
+
+def test_pretrain_resumes_from_the_saved_step(pretrained, tmp_path):
+    output, _ = pretrained
+    args = ("--resume", output / "checkpoint", *TINY, "--steps", "3", "--output", tmp_path)
+    stdout = run(EXAMPLES / "pretrain.py", *args, cwd=tmp_path)
+    assert "resumed from step 2" in stdout
+    state = torch.load(tmp_path / "checkpoint" / "training_state.pt", weights_only=True)
+    assert state["step"] == 3
+    # AdamW counts its own steps: 3 only if its state was restored rather than started afresh.
+    assert all(int(param_state["step"]) == 3 for param_state in state["optimizer"]["state"].values())
+    assert logged_steps(tmp_path) == [3]
+    assert (tmp_path / "reconstruction-000003.png").is_file()
+
+
+def test_pretrain_runs_data_parallel_under_torchrun_on_an_image_folder(tmp_path):
+    write_images(tmp_path / "images")
+    output = tmp_path / "run"
+    launch = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")
+    args = (EXAMPLES / "pretrain.py", "--data", tmp_path / "images", *TINY, "--steps", "2", "--output", output)
+    stdout = run(*launch, *args, cwd=tmp_path)
+    assert "batch 2 x 2 process(es)" in stdout
+    assert "training on 5 images" in stdout
+    assert stdout.count("checkpoint:") == 1  # only rank 0 prints (and writes)
+    assert logged_steps(output) == [1, 2]
+    assert (output / "checkpoint" / "model.safetensors").is_file()
+
+
+def test_reconstruct_writes_a_grid_from_a_checkpoint(pretrained, tmp_path):
+    output, _ = pretrained
+    stdout = run(EXAMPLES / "reconstruct.py", output / "checkpoint", "--output", tmp_path / "grid.png", cwd=tmp_path)
+    assert "4 images, model trained on normalised pixels" in stdout
+    assert f"reconstruction: {tmp_path / 'grid.png'}" in stdout
+    with Image.open(tmp_path / "grid.png") as png:
+        assert png.mode == "RGB"
+
+
+def test_backbone_trains_a_dense_head_on_a_pretrained_encoder(pretrained, tmp_path):
+    output, _ = pretrained
+    args = ("--checkpoint", output / "checkpoint", "--steps", "3", "--batch-size", "2", "--log-every", "1")
+    stdout = run(EXAMPLES / "backbone.py", *args, cwd=tmp_path)
+    assert "head on blocks [2, 5, 8, 11] of a frozen 12-block encoder" in stdout
+    assert all(f"step {step}: loss" in stdout for step in (1, 2, 3))
+
+
+def test_learning_rate_warms_up_linearly_then_decays_along_a_cosine(common):
+    lr = [common.learning_rate(step, peak=1.0, warmup_steps=10, total_steps=110) for step in (0, 5, 10, 60, 110)]
+    assert lr == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
+
+
+def test_pretrain_optimizer_exempts_biases_norms_and_tokens_from_weight_decay(pretrain):
+    model = create_model("mae_vit_tiny", depth=1, decoder_depth=1)
+    args = pretrain.parse_args(["--weight-decay", "0.05"])
+    optimizer, scaler = pretrain.make_optimizer(model, args, peak_lr=1e-3, dtype=None)
+    names = {id(param): name for name, param in model.named_parameters()}
+    decayed = {names[id(p)] for group in optimizer.param_groups if group["weight_decay"] for p in group["params"]}
+    assert {"cls_token", "mask_token", "norm.weight", "blocks.0.attn.qkv.bias"}.isdisjoint(decayed)
+    assert {"blocks.0.attn.qkv.weight", "patch_embed.proj.weight", "decoder_pred.weight"} <= decayed
+    assert optimizer.defaults["betas"] == (0.9, 0.95)
+    assert not scaler.is_enabled()  # only fp16 needs one
+
+
+def test_normalisation_and_pixel_conversion_invert_each_other(common):
+    pixels = torch.rand(3, 5, 7).mul(255).round().div(255)
+    image = common.to_image(pixels)
+    assert image.size == (7, 5)
+    assert torch.equal(common.to_tensor(image), pixels)
+    assert torch.allclose(common.denormalize(common.normalize(pixels)), pixels, atol=1e-6)
+
+
+def test_random_resized_crop_and_center_crop_give_the_requested_size(common):
+    image = Image.new("RGB", (90, 40))
+    assert common.random_resized_crop(image, (16, 24)).size == (24, 16)
+    assert common.center_crop(image, (16, 24)).size == (24, 16)
+
+
+def test_find_images_searches_recursively_and_skips_other_files(common, tmp_path):
+    paths = write_images(tmp_path)
+    assert common.find_images(tmp_path) == sorted(paths)
+    with pytest.raises(SystemExit, match="no image files"):
+        common.find_images(tmp_path / "nested" / "empty")
