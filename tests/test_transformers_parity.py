@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY as CONFTEST_TINY
+from hub_cache import ATOL, inputs, tiny_model
 from safetensors.torch import load_file, save_file
 from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEDecoder, ViTMAEEmbeddings
@@ -22,23 +23,8 @@ from masked_autoencoder.hub.transformers_format import (
 )
 
 TINY = CONFTEST_TINY.replace(decoder_depth=2)
-ATOL = 1e-5
 # transformers >= 5 writes the decoder blocks under this name on save_pretrained (we write decoder.decoder_layers).
 SAVED_DECODER_ALIAS = "decoder.decoder_encoder.layer."
-
-
-def _ours(config: MAEConfig = TINY, seed: int = 0) -> MaskedAutoencoderViT:
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return MaskedAutoencoderViT(config).eval()
-
-
-def _inputs(config: MAEConfig = TINY, batch: int = 3, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (B, C, H, W) and masking noise (B, L) from a fixed generator."""
-    generator = torch.Generator().manual_seed(seed)
-    imgs = torch.randn(batch, config.in_chans, *config.image_hw, generator=generator)
-    grid_h, grid_w = config.grid_size
-    return imgs, torch.rand(batch, grid_h * grid_w, generator=generator)
 
 
 def _write_transformers_files(model: MaskedAutoencoderViT, directory: Path) -> Path:
@@ -60,7 +46,7 @@ def _load_transformers(directory: Path, attn_implementation: str = "sdpa") -> Vi
 def _pair(
     tmp_path: Path, config: MAEConfig = TINY, attn_implementation: str = "sdpa"
 ) -> tuple[MaskedAutoencoderViT, ViTMAEForPreTraining]:
-    ours = _ours(config)
+    ours = tiny_model(config)
     return ours, _load_transformers(_write_transformers_files(ours, tmp_path / "ours"), attn_implementation)
 
 
@@ -83,7 +69,7 @@ def _transformers_grads_in_our_keys(theirs: ViTMAEForPreTraining, directory: Pat
 @pytest.mark.parametrize("norm_pix_loss", [False, True])
 def test_outputs_match_transformers_loaded_from_our_files(tmp_path, norm_pix_loss, attn_implementation):
     ours, theirs = _pair(tmp_path, TINY.replace(norm_pix_loss=norm_pix_loss), attn_implementation)
-    imgs, noise = _inputs()
+    imgs, noise = inputs(TINY, batch=3)
     with torch.no_grad():
         out, ref = ours(imgs, noise=noise), theirs(pixel_values=imgs, noise=noise)
     torch.testing.assert_close(out.loss, ref.loss, rtol=0, atol=ATOL)
@@ -98,7 +84,7 @@ def test_gradients_match_transformers_in_the_file_layout(tmp_path, norm_pix_loss
     # from_pretrained leaves the fixed sin-cos tables trainable; freeze them as their __init__ does.
     theirs.vit.embeddings.position_embeddings.requires_grad_(False)
     theirs.decoder.decoder_pos_embed.requires_grad_(False)
-    imgs, noise = _inputs()
+    imgs, noise = inputs(TINY, batch=3)
     ours(imgs, noise=noise).loss.backward()
     theirs(pixel_values=imgs, noise=noise).loss.backward()
     expected = {name: param.grad for name, param in ours.named_parameters() if param.requires_grad}
@@ -110,7 +96,7 @@ def test_gradients_match_transformers_in_the_file_layout(tmp_path, norm_pix_loss
 
 @pytest.mark.parametrize("config", [TINY, TINY.replace(img_size=(32, 48), patch_size=(8, 4))], ids=["square", "rect"])
 def test_key_table_round_trip_is_bit_exact(config):
-    state_dict = _ours(config).state_dict()
+    state_dict = tiny_model(config).state_dict()
     back = from_transformers_state_dict(to_transformers_state_dict(state_dict))
     assert set(back) == set(state_dict)
     assert all(torch.equal(back[key], tensor) for key, tensor in state_dict.items())
@@ -123,9 +109,9 @@ def test_file_saved_by_transformers_loads_strictly_into_our_model(tmp_path):
     state_dict = from_transformers_state_dict(saved)
     assert set(state_dict) == set(ours.state_dict())
     assert all(torch.equal(state_dict[key], tensor) for key, tensor in ours.state_dict().items())
-    reloaded = _ours(seed=1)
+    reloaded = tiny_model(TINY, seed=1)
     reloaded.load_state_dict(state_dict, strict=True)
-    imgs, noise = _inputs()
+    imgs, noise = inputs(TINY, batch=3)
     with torch.no_grad():
         out, ref = reloaded(imgs, noise=noise), ours(imgs, noise=noise)
     assert torch.equal(out.pred, ref.pred) and torch.equal(out.loss, ref.loss)
@@ -138,7 +124,7 @@ def test_position_tables_equal_transformers_sincos_init():
     embeddings.initialize_weights()
     grid_h, grid_w = TINY.grid_size
     decoder = ViTMAEDecoder(their_config, num_patches=grid_h * grid_w)
-    ours = _ours()
+    ours = tiny_model(TINY)
     torch.testing.assert_close(ours.pos_embed, embeddings.position_embeddings.detach())
     torch.testing.assert_close(ours.decoder_pos_embed, decoder.decoder_pos_embed.detach())
 
@@ -224,7 +210,7 @@ def test_only_weight_and_bias_follow_a_known_module(convert, key):
 @pytest.mark.parametrize("key", ["head.weight", "vit.pooler.dense.weight"])
 @pytest.mark.parametrize("convert", [to_transformers_state_dict, from_transformers_state_dict])
 def test_unknown_keys_are_named_in_the_error(convert, key):
-    state_dict = _ours().state_dict()
+    state_dict = tiny_model(TINY).state_dict()
     if convert is from_transformers_state_dict:
         state_dict = to_transformers_state_dict(state_dict)
     with pytest.raises(ValueError, match=re.escape(repr(key))):
@@ -251,10 +237,10 @@ def test_parameter_counts_match_transformers_for_paper_models(name):
 
 def test_unmasked_encoder_equals_transformers_vitmae_model_in_identity_order(tmp_path):
     """Backbone equivalence: no masking here; transformers' ViTMAEModel with mask ratio 0 and noise = arange."""
-    ours = _ours()
+    ours = tiny_model(TINY)
     folder = _write_transformers_files(ours, tmp_path)
     theirs = ViTMAEModel.from_pretrained(folder, mask_ratio=0.0).eval()
-    imgs, _ = _inputs()
+    imgs, _ = inputs(TINY, batch=3)
     identity = torch.arange(16.0).expand(imgs.shape[0], -1)
     with torch.no_grad():
         expected = theirs(pixel_values=imgs, noise=identity, output_hidden_states=True)
