@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -32,9 +33,7 @@ def read_checkpoint(
     files = locate(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
     tensors, extras = read_weights(files.weights)
     checkpoint = to_checkpoint(files, tensors, extras, find_known(str(name_or_path)), overrides)
-    return Checkpoint(
-        checkpoint.source, checkpoint.family, checkpoint.config.replace(**overrides), checkpoint.state_dict
-    )
+    return dataclasses.replace(checkpoint, config=checkpoint.config.replace(**overrides))
 
 
 class PretrainedMixin:
