@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -35,6 +37,31 @@ def test_save_pretrained_then_from_pretrained_is_bit_exact(tmp_path, cls):
     loaded = cls.from_pretrained(model.save_pretrained(tmp_path / "saved"))
     assert type(loaded) is cls and loaded.config == model.config
     assert_same_tensors(loaded.state_dict(), model.state_dict())
+
+
+def _mapped(path) -> bool:
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        return str(path.resolve()) in maps.read()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+@pytest.mark.parametrize("mmap", [True, False])
+def test_mmap_keeps_the_file_mapped_as_the_parameters_and_false_copies(tmp_path, mmap):
+    model = _trained(MaskedAutoencoderViT)
+    weights = model.save_pretrained(tmp_path / "saved") / "model.safetensors"
+    loaded = MaskedAutoencoderViT.from_pretrained(weights.parent, mmap=mmap)
+    gc.collect()
+    assert _mapped(weights) == mmap
+    assert_same_tensors(loaded.state_dict(), model.state_dict())
+    del loaded
+    gc.collect()
+    assert not _mapped(weights)
+
+
+def test_map_location_places_every_tensor(tmp_path):
+    folder = _trained(MaskedAutoencoderViT).save_pretrained(tmp_path / "saved")
+    loaded = MaskedAutoencoderViT.from_pretrained(folder, map_location="meta")
+    assert all(tensor.is_meta for tensor in loaded.state_dict().values())
 
 
 def test_saved_model_loads_by_repo_id_from_the_cache(tmp_path):

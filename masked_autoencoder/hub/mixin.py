@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from .empty_init import empty_init
 from .files import locate, read_weights
 from .formats import Checkpoint, to_checkpoint
 from .known_weights import find_known
@@ -108,17 +109,18 @@ class PretrainedMixin:
 
         ``init_options``: a subclass's own constructor arguments (``MAEViTClassifier``: ``num_classes``, ...).
         """
-        with torch.device("meta"):  # shapes only: no memory, no random init
+        with empty_init():  # shapes only: no memory, no random init
             model = cls._build_for(checkpoint, **init_options)
         plan = plan_load(
             checkpoint, model.state_dict(), checkpoint.config, strict=strict, interpolate_sincos=interpolate_sincos
         )
         if not plan.complete:
             model = cls._build_for(checkpoint, **init_options)  # the official init for what the checkpoint lacks
-        state = plan.state_dict if mmap else {key: tensor.clone() for key, tensor in plan.state_dict.items()}
+        state = {key: tensor.to(map_location, copy=not mmap) for key, tensor in plan.state_dict.items()}
         model.load_state_dict(state, strict=plan.complete, assign=True)  # type: ignore[attr-defined]
         report(plan, checkpoint.source)
-        return model.to(map_location)  # type: ignore[attr-defined]
+        # Complete: every tensor was just assigned on map_location. Otherwise fresh ones are still on the CPU.
+        return model if plan.complete else model.to(map_location)  # type: ignore[attr-defined]
 
     def load_pretrained(
         self,
