@@ -42,7 +42,7 @@ class _GeluLinear(torch.autograd.Function):
             grad_hidden = torch.ops.aten.gelu_backward(grad_activated, hidden)
         if ctx.needs_input_grad[1]:
             activated = F.gelu(hidden).reshape(-1, hidden.shape[-1])  # (tokens, hidden): the recomputation
-            grad_weight = activated.t().mm(grad_rows).t()  # the product autograd's addmm backward forms
+            grad_weight = grad_rows.t().mm(activated)  # (out, hidden), contiguous: fast to accumulate into .grad
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_rows.sum(0)
         return grad_hidden, grad_weight, grad_bias
