@@ -70,3 +70,10 @@ def test_stored_table_is_reused_for_its_grid_and_regenerated_for_others():
 def test_sincos_rejects_bad_arguments(dim, grid, message):
     with pytest.raises(ValueError, match=message):
         sincos_pos_embed_2d(dim, grid)
+
+
+def test_table_follows_torch_default_device_unless_given():
+    with torch.device("meta"):
+        assert sincos_pos_embed_2d(8, 2).is_meta  # a model built on meta computes nothing
+        assert sincos_pos_embed_2d(8, 2, device="cpu").device.type == "cpu"
+    assert sincos_pos_embed_2d(8, 2).device.type == "cpu"
