@@ -33,6 +33,7 @@ def test_public_api_is_exactly_all():
         "pos_embed",
         "precision",
         "reconstruction",
+        "recompute",
     }
     assert public - submodules == set(masked_autoencoder.__all__) - {"__version__"}
 
