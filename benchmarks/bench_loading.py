@@ -1,6 +1,7 @@
 """Loading speed: our from_pretrained against reading the same file with safetensors, and transformers.
 
     python benchmarks/bench_loading.py --models mae_vit_large_patch16 mae_vit_huge_patch14 --repeats 5
+    python benchmarks/bench_loading.py --quick           # a tiny model, seconds (the smoke test)
 
 Writes a random-weights checkpoint of each model in our format and in transformers' format to a
 temporary folder, then times, interleaved in one process. Every case sums every tensor it gets,
@@ -15,23 +16,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from report import Report, main_of, parser
 from safetensors.torch import load_file, save_file
-from timing import interleaved, machine, table
+from timing import interleaved, table
 
 from masked_autoencoder import MaskedAutoencoderViT, create_model
 from masked_autoencoder.hub.transformers_format import config_to_transformers, to_transformers_state_dict
+
+PART = "loading"
+QUICK = {"models": ["mae_vit_tiny_patch16"], "repeats": 1}
 
 
 def _touch_all(tensors: dict[str, torch.Tensor]) -> float:
     return sum(float(t.float().sum()) for t in tensors.values())
 
 
-def bench_model(name: str, repeats: int, folder: Path) -> dict[str, object]:
+def bench_model(name: str, repeats: int, folder: Path, warmup: int = 1) -> dict[str, object]:
     with torch.no_grad():
         model = create_model(name)
     ours_dir = model.save_pretrained(folder / f"{name}-ours")
@@ -57,27 +61,30 @@ def bench_model(name: str, repeats: int, folder: Path) -> dict[str, object]:
         cases["transformers"] = lambda: _touch_all(ViTMAEForPreTraining.from_pretrained(theirs_dir).state_dict())
     except ImportError:
         pass
-    results = interleaved(cases, repeats=repeats)
+    results = interleaved(cases, repeats=repeats, warmup=warmup)
     return {"model": name, "file_bytes": weights.stat().st_size, "results": results}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["mae_vit_large_patch16", "mae_vit_huge_patch14"])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--output", type=Path, help="write the results as JSON here")
-    args = parser.parse_args()
-    report = {"machine": machine(), "benchmarks": []}
-    print(report["machine"])
+def build_parser() -> argparse.ArgumentParser:
+    parsed = parser(__doc__, repeats=5, device=False)
+    parsed.add_argument("--models", nargs="+", default=["mae_vit_large_patch16", "mae_vit_huge_patch14"])
+    return parsed
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as folder:
-        for name in args.models:
-            result = bench_model(name, args.repeats, Path(folder))
-            report["benchmarks"].append(result)
-            print(f"\n{name}: {result['file_bytes'] / 1e9:.2f} GB\n")
-            print(table(result["results"], baseline="safetensors load_file + touch"))
-    if args.output:
-        args.output.write_text(json.dumps(report, indent=2))
-    sys.stdout.flush()
+        return {"benchmarks": [bench_model(name, args.repeats, Path(folder), args.warmup) for name in args.models]}
+
+
+def markdown(report: Report) -> str:
+    parts = []
+    for result in report["results"]["benchmarks"]:
+        parts.append(f"{result['model']}: {result['file_bytes'] / 1e9:.2f} GB")
+        parts.append(table(result["results"], baseline="safetensors load_file + touch"))
+    return "\n\n".join(parts)
+
+
+main = main_of(PART, __file__, build_parser, QUICK, run, markdown)
 
 
 if __name__ == "__main__":
