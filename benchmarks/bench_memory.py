@@ -10,8 +10,9 @@ Workloads and sides (``--sides`` filters them):
 - ``features``: ``forward_features`` on every patch, backward of a scalar (as in fine-tuning), for
   ``ours`` and ``ours-checkpointing``.
 
-Each setting runs in its own process: a warm-up step (the saved tensors are counted there), then
-``zero_grad(set_to_none=False)`` so that the gradients stay allocated, then one measured step.
+Each setting runs in its own process: a warm-up step (the saved tensors are counted there), then one
+measured step; both zero the gradients in place (``zero_grad(set_to_none=False)``), so that the
+gradient buffers stay allocated and count as static memory, not as the step's.
 Reported, in MB:
 - ``peak``: the process's peak resident memory (VmHWM) during the measured step, everything included;
 - ``static``: the resident memory after the warm-up step: the process (``runtime``: its memory
@@ -129,9 +130,8 @@ def worker(setting: dict[str, object]) -> dict[str, object]:
     module, loss_fn = pretraining_side(setting["side"], ours)
     del ours  # a side with its own copy of the weights keeps only that copy
     optimizer = make_optimizer(module)
-    step = training_step(module, features_loss if features else loss_fn, inputs, optimizer)
+    step = training_step(module, features_loss if features else loss_fn, inputs, optimizer, set_to_none=False)
     saved = _saved_bytes(step, list(module.parameters()))  # also the warm-up step
-    optimizer.zero_grad(set_to_none=False)  # keep the gradient buffers: they are static, not the step's
     static = meter.current()
     meter.reset_peak()
     start = time.perf_counter()

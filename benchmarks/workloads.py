@@ -104,12 +104,18 @@ def training_step(
     inputs: tuple[torch.Tensor, torch.Tensor],
     optimizer: torch.optim.Optimizer,
     precision: str = "fp32",
+    *,
+    set_to_none: bool = True,
 ) -> Callable[[], torch.Tensor]:
-    """One pre-training step as a closure: zero_grad(set_to_none=True), forward, backward, AdamW step."""
+    """One pre-training step as a closure: zero_grad, forward, backward, AdamW step.
+
+    ``set_to_none=False`` keeps the gradient buffers allocated through the step (memory measurements:
+    freeing them at the start would hide activation memory behind the gradients' released pages).
+    """
     imgs, noise = inputs
 
     def step() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=set_to_none)
         with precision_context(imgs.device, precision):
             loss = loss_fn(module, imgs, noise)
         loss.backward()
