@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,17 +20,38 @@ from masked_autoencoder import MaskedAutoencoderViT, create_model
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # mae_vit_tiny on 32 x 32 images: 16 patches of 8 x 8, a fraction of a second per step.
 TINY = ("--img-size", "32", "--patch-size", "8", "--batch-size", "2")
+# The digits scripts: a 2-step pre-training, a few training steps.
+DIGITS_TINY = ("--pretrain-batch-size", "16", "--batch-size", "16")
+DIGIT_SCRIPTS = ("linear_probe.py", "finetune.py")
 
 
-def run(*args: str | Path, cwd: Path) -> str:
-    """Run this Python with ``args``; return its stdout, or fail the test with its output."""
+def execute(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run this Python with ``args`` and capture its output."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # several small processes share few cores
     if sys.platform == "linux":
         env["GLOO_SOCKET_IFNAME"] = "lo"  # torchrun's processes talk over loopback only
     command = [sys.executable, *map(str, args)]
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def run(*args: str | Path, cwd: Path) -> str:
+    """Run this Python with ``args``; return its stdout, or fail the test with its output."""
+    done = execute(*args, cwd=cwd)
+    assert done.returncode == 0, f"{done.args} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
+
+
+def run_failing(*args: str | Path, cwd: Path) -> str:
+    """Run this Python with ``args``, which must fail; return its stderr."""
+    done = execute(*args, cwd=cwd)
+    assert done.returncode != 0, f"{done.args} succeeded:\n{done.stdout}"
+    return done.stderr
+
+
+def accuracies(stdout: str) -> dict[str, float]:
+    """The rows of a digits script's table: encoder -> test accuracy in %."""
+    rows = re.findall(r"^\| (MAE-pretrained|random init) \| ([0-9.]+)% \|$", stdout, re.MULTILINE)
+    return {name: float(value) for name, value in rows}
 
 
 def logged_steps(output: Path) -> list[int]:
@@ -127,6 +149,51 @@ def test_backbone_trains_a_dense_head_on_a_pretrained_encoder(pretrained, tmp_pa
     stdout = run(EXAMPLES / "backbone.py", *args, cwd=tmp_path)
     assert "head on blocks [2, 5, 8, 11] of a frozen 12-block encoder" in stdout
     assert all(f"step {step}: loss" in stdout for step in (1, 2, 3))
+
+
+def test_digits_scripts_pretrain_once_then_reuse_the_cached_mae_and_print_both_accuracies(tmp_path):
+    output = tmp_path / "digits"
+
+    def digits(script: str, steps: int, epochs: str) -> str:
+        args = (*DIGITS_TINY, "--pretrain-steps", steps, "--epochs", epochs, "--output", output)
+        return run(EXAMPLES / script, *args, cwd=tmp_path)
+
+    probe = digits("linear_probe.py", 2, "1")
+    assert f"pre-trained an MAE on 1437 training digits, saved in {output / 'mae'}: 2 steps of batch 16" in probe
+    finetune = digits("finetune.py", 2, "0.1")
+    assert f"reusing the MAE pre-trained on digits in {output / 'mae'}: 2 steps of batch 16" in finetune
+    for stdout, task in ((probe, "linear probe"), (finetune, "fine-tuning")):
+        assert f"{task}, accuracy on the 360 test digits:" in stdout
+        assert set(accuracies(stdout)) == {"MAE-pretrained", "random init"}
+    # An epoch of probing learns from either encoder's features: far above chance (10%).
+    assert min(accuracies(probe).values()) > 30
+    assert MaskedAutoencoderViT.from_pretrained(output / "mae").config.embed_dim == 64
+    # Other pre-training settings make a new MAE rather than reuse the cached one.
+    assert "pre-trained an MAE on 1437 training digits" in digits("linear_probe.py", 3, "0.1")
+
+
+@pytest.mark.parametrize("script", DIGIT_SCRIPTS)
+def test_digits_scripts_take_a_checkpoint_written_by_pretrain(pretrained, tmp_path, script):
+    output, _ = pretrained
+    args = ("--checkpoint", output / "checkpoint", "--epochs", "0.05", "--batch-size", "16", "--output", tmp_path)
+    stdout = run(EXAMPLES / script, *args, cwd=tmp_path)
+    assert "pre-trained an MAE" not in stdout and "reusing" not in stdout
+    assert set(accuracies(stdout)) == {"MAE-pretrained", "random init"}
+    assert not (tmp_path / "mae").exists()
+
+
+# Both scripts check --checkpoint with the same code: each case runs with one of them.
+@pytest.mark.parametrize(
+    ("script", "folder", "message"),
+    [
+        ("linear_probe.py", "missing", "argument --checkpoint: {path} does not exist: expected an MAE's folder"),
+        ("finetune.py", "empty", "cannot load {path}: {path} holds none of the weight files"),
+    ],
+)
+def test_digits_scripts_reject_a_checkpoint_they_cannot_read(tmp_path, script, folder, message):
+    (tmp_path / "empty").mkdir()
+    stderr = run_failing(EXAMPLES / script, "--checkpoint", tmp_path / folder, cwd=tmp_path)
+    assert message.format(path=tmp_path / folder) in stderr
 
 
 def test_learning_rate_warms_up_linearly_then_decays_along_a_cosine(common):
