@@ -140,8 +140,7 @@ def pretrain_digits(
     torch.manual_seed(settings.seed)
     model = MaskedAutoencoderViT(config).to(device)
     peak_lr = settings.base_lr * settings.batch_size / 256
-    # pretrain.py's optimizer, which reads one setting from its arguments: weight_decay.
-    optimizer, scaler = make_optimizer(model, settings, peak_lr, dtype)  # type: ignore[arg-type]
+    optimizer, scaler = make_optimizer(model, settings.weight_decay, peak_lr, dtype)
     pixels, losses = train.pixels.to(device), []
     batches = zip(range(settings.steps), shuffled_batches(len(train), settings.batch_size), strict=False)
     for step, batch in tqdm(batches, total=settings.steps, desc="pre-training on digits"):

@@ -28,7 +28,6 @@ class _GeluLinear(torch.autograd.Function):
         hidden, weight = hidden.to(dtype), weight.to(dtype)
         bias = None if bias is None else bias.to(dtype)
         ctx.save_for_backward(hidden, weight)
-        ctx.has_bias = bias is not None
         with torch.autocast(hidden.device.type, enabled=False):
             return F.linear(F.gelu(hidden), weight, bias)
 
@@ -43,7 +42,7 @@ class _GeluLinear(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             activated = F.gelu(hidden).reshape(-1, hidden.shape[-1])  # (tokens, hidden): the recomputation
             grad_weight = grad_rows.t().mm(activated)  # (out, hidden), contiguous: fast to accumulate into .grad
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False without a bias
             grad_bias = grad_rows.sum(0)
         return grad_hidden, grad_weight, grad_bias
 

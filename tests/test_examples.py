@@ -204,7 +204,7 @@ def test_learning_rate_warms_up_linearly_then_decays_along_a_cosine(common):
 def test_pretrain_optimizer_exempts_biases_norms_and_tokens_from_weight_decay(pretrain):
     model = create_model("mae_vit_tiny", depth=1, decoder_depth=1)
     args = pretrain.parse_args(["--weight-decay", "0.05"])
-    optimizer, scaler = pretrain.make_optimizer(model, args, peak_lr=1e-3, dtype=None)
+    optimizer, scaler = pretrain.make_optimizer(model, args.weight_decay, peak_lr=1e-3, dtype=None)
     names = {id(param): name for name, param in model.named_parameters()}
     decayed = {names[id(p)] for group in optimizer.param_groups if group["weight_decay"] for p in group["params"]}
     assert {"cls_token", "mask_token", "norm.weight", "blocks.0.attn.qkv.bias"}.isdisjoint(decayed)
