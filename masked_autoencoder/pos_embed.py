@@ -26,12 +26,14 @@ def sincos_pos_embed_2d(
     Returns (h*w, dim), or (1 + h*w, dim) with a zero row first when ``cls_token``. Patch (i, j)
     (row-major) gets ``[sin(j*w_k), cos(j*w_k), sin(i*w_k), cos(i*w_k)]`` over k < dim/4 with
     ``w_k = 10000 ** (-k / (dim/4))``: the column half comes first, as in the official code, whose
-    meshgrid puts the w coordinate in front. ``device`` defaults to torch's default device.
+    meshgrid puts the w coordinate in front. ``device`` defaults to torch's default device; on ``meta``
+    the table has its shape only.
     """
     require(isinstance(dim, int) and dim > 0 and dim % 4 == 0, "dim", repr(dim), "a positive multiple of 4")
     grid_h, grid_w = to_pair(grid_size, "grid_size")
-    # None: torch's default device, as for torch.arange; a model built under torch.device("meta") computes nothing here.
     device = torch.get_default_device() if device is None else torch.device(device)
+    if device.type == "meta":  # a model built for loading: shapes only (the math on meta costs ~4 ms a table)
+        return torch.empty(grid_h * grid_w + int(cls_token), dim, device=device, dtype=dtype)
     # float64 as the official numpy code; MPS has no float64.
     work = torch.float32 if device.type == "mps" else torch.float64
     quarter = dim // 4

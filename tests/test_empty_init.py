@@ -1,7 +1,9 @@
 """empty_init, where from_pretrained builds: meta parameters, no default init, in this thread only."""
 
+import gc
 import threading
 
+import pytest
 import torch
 from torch import nn
 from torch.nn import init
@@ -43,3 +45,28 @@ def test_other_threads_build_and_initialise_as_usual():
         done.wait(timeout=30)
     thread.join()
     assert not built[0].weight.is_meta and built[0].weight.ne(0).any()
+
+
+def test_layer_norm_fills_are_skipped_on_meta_only_and_the_default_device_is_meta():
+    outside = torch.zeros(3)
+    with empty_init():
+        norm = nn.LayerNorm(4)
+        outside.fill_(1.0)  # a real tensor is filled as usual
+        assert torch.get_default_device().type == "meta"
+    assert norm.weight.is_meta and outside.eq(1).all()
+    assert torch.get_default_device().type == "cpu"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_garbage_collection_pauses_inside_and_is_restored_to_its_state(enabled):
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        with empty_init():
+            assert not gc.isenabled()
+        assert gc.isenabled() == enabled
+        with pytest.raises(RuntimeError), empty_init():
+            raise RuntimeError("restored on errors too")
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable() if was else gc.disable()
