@@ -12,7 +12,7 @@ from .empty_init import empty_init
 from .files import locate, read_weights
 from .formats import Checkpoint, to_checkpoint
 from .known_weights import find_known
-from .loading import plan_load, report
+from .loading import assign_tensors, plan_load, report
 from .saving import push_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class PretrainedMixin:
         if not plan.complete:
             model = cls._build_for(checkpoint, **init_options)  # the official init for what the checkpoint lacks
         state = {key: tensor.to(map_location, copy=not mmap) for key, tensor in plan.state_dict.items()}
-        model.load_state_dict(state, strict=plan.complete, assign=True)  # type: ignore[attr-defined]
+        assign_tensors(model, state)  # type: ignore[arg-type]
         report(plan, checkpoint.source)
         # Complete: every tensor was just assigned on map_location. Otherwise fresh ones are still on the CPU.
         return model if plan.complete else model.to(map_location)  # type: ignore[attr-defined]
