@@ -19,7 +19,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+
+from .safetensors_views import map_safetensors
 
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
@@ -121,7 +122,7 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """
     if path.suffix == ".safetensors":
         try:
-            return load_file(path), {}
+            return map_safetensors(path), {}
         except SafetensorError as err:
             raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from err
     if path.suffix not in _PICKLE_SUFFIXES:
