@@ -40,9 +40,11 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
     """Two linear layers with an exact (erf) GELU between. x: (B, N, D) -> (B, N, D).
 
-    In training the GELU is recomputed in backward rather than saved (:func:`gelu_linear`), a
+    In eager training the GELU is recomputed in backward rather than saved (:func:`gelu_linear`), a
     quarter less activation memory per block, as long as ``fc2`` and ``act`` are the plain modules
     without hooks; a replaced or hooked one (LoRA, quantisation, feature hooks) runs as written.
+    Under ``torch.compile`` the two calls run as written too: the compiler's partitioner chooses
+    what to recompute itself, and fuses the GELU into its neighbours.
     """
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
@@ -53,7 +55,7 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.fc1(x)
-        if self._plain_output_layers():
+        if self._plain_output_layers() and not torch.compiler.is_compiling():
             return gelu_linear(hidden, self.fc2.weight, self.fc2.bias)
         return self.fc2(self.act(hidden))
 

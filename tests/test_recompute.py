@@ -120,3 +120,17 @@ def test_mlp_runs_replaced_or_hooked_layers_as_written(change):
     calls.clear()
     torch.testing.assert_close(mlp(x), expected, rtol=0, atol=0)
     assert len(calls) == (0 if change == "tanh_gelu" else 1)
+
+
+def test_under_torch_compile_the_mlp_leaves_recomputation_to_the_compiler():
+    mlp, x = _mlp()
+    graphs = []
+
+    def record(graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):
+        graphs.append(graph.code)
+        return graph.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(mlp, backend=record)(x)
+    torch.testing.assert_close(compiled, mlp.fc2(mlp.act(mlp.fc1(x))), rtol=0, atol=0)
+    assert "gelu" in graphs[0] and "autograd_function_apply" not in graphs[0]
