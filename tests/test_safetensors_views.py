@@ -1,5 +1,7 @@
 """map_safetensors: the same tensors as safetensors' load_file, as views of one private mapping."""
 
+import gc
+import io
 import json
 import struct
 from pathlib import Path
@@ -66,13 +68,24 @@ def test_a_dtype_without_a_direct_view_is_read_by_load_file(tmp_path):
     assert ours["fp8"].dtype == torch.float8_e4m3fn and torch.equal(ours["fp8"].float(), theirs["fp8"].float())
 
 
-def test_tensors_share_one_private_mapping_that_writes_never_reach(tmp_path):
+def test_each_tensor_owns_only_its_bytes_of_a_private_mapping_that_writes_never_reach(tmp_path):
     path = tmp_path / "w.safetensors"
-    save_file({"a": torch.zeros(4), "b": torch.ones(4)}, path)
+    save_file({"a": torch.zeros(4), "big": torch.ones(1000)}, path)
     tensors = map_safetensors(path)
-    assert tensors["a"].untyped_storage().data_ptr() == tensors["b"].untyped_storage().data_ptr()
+    assert tensors["a"].untyped_storage().nbytes() == 16  # torch.save of one tensor writes 16 bytes, not the file
+    buffer = io.BytesIO()
+    torch.save(tensors["a"], buffer)
+    assert buffer.tell() < 2000
     tensors["a"] += 7
-    assert load_file(path)["a"].eq(0).all()
+    assert load_file(path)["a"].eq(0).all() and tensors["a"].eq(7).all()
+
+
+def test_tensors_outlive_every_other_reference_to_the_mapping(tmp_path):
+    path = tmp_path / "alive.safetensors"
+    save_file({"a": torch.arange(6.0)}, path)
+    kept = map_safetensors(path)["a"]
+    gc.collect()
+    assert kept.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "header"])

