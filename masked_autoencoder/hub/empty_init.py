@@ -42,7 +42,7 @@ class _MetaWithoutInit(DeviceContext):
 
 @contextmanager
 def empty_init() -> Iterator[None]:
-    """Modules built inside have meta parameters (shapes only) and skip init: load_state_dict(assign=True) fills them.
+    """Modules built inside have meta parameters (shapes only) and skip init: loading assigns real tensors after.
 
     A torch function mode, so it is thread-local and leaves torch itself unpatched. Python's cyclic
     garbage collector pauses meanwhile (process-wide, restored after): every object made here lives
