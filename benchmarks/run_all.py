@@ -4,8 +4,9 @@
     python benchmarks/run_all.py --quick --output /tmp/bench                                  # tiny settings
     python benchmarks/run_all.py --parts step flops --output benchmarks/results
 
-The parts, each with its defaults (or ``--quick``), in this process (bench_memory.py starts one
-process per setting itself): 1 ``step`` (bench_step.py), 2 ``speedup``, 3 ``features``, 4 ``memory``,
+The parts, each with its defaults (or ``--quick``), each in a fresh process, so that none inherits
+another's heap, allocator state or compiled code (bench_memory.py also starts one process per
+setting itself): 1 ``step`` (bench_step.py), 2 ``speedup``, 3 ``features``, 4 ``memory``,
 5 ``loading``, 6 ``flops``, 7 ``scaling``. Each part writes ``<output>/<part>.json``; this writes
 ``<output>/results.json`` (every report, the machine, the command, each part's duration) and
 ``<output>/results.md``, ready for docs/performance.md. The scaling plot goes to ``--plot``
@@ -16,10 +17,11 @@ exit status is then 1. Progress goes to stderr, each part's tables to stdout.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -34,6 +36,7 @@ import bench_step
 from report import HelpFormatter, Report, command, machine_markdown, progress
 from timing import machine
 
+_LOG_TAIL_LINES = 60  # of a failed part's stderr, kept in the results
 # name -> (script, title), in the issue's order.
 PARTS: dict[str, tuple[ModuleType, str]] = {
     "step": (bench_step, "Pre-training step: ours against transformers"),
@@ -64,6 +67,21 @@ def part_argv(name: str, args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def run_part(name: str, args: argparse.Namespace) -> tuple[int, str]:
+    """Run a part's script in a fresh process: its exit status and the end of its stderr (for a failure report).
+
+    Its stdout (the tables) and stderr (progress) pass through as they come.
+    """
+    command = [sys.executable, str(Path(PARTS[name][0].__file__)), *part_argv(name, args)]
+    tail: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL_LINES)
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as part:
+        assert part.stderr is not None
+        for line in part.stderr:
+            sys.stderr.write(line)
+            tail.append(line)
+    return part.returncode, "".join(tail)
+
+
 def results_markdown(summary: dict[str, object]) -> str:
     """Every part's tables under a heading with its command, after the machine and the suite's command."""
     parts = [
@@ -90,11 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for index, name in enumerate(args.parts, start=1):
         progress(f"[{index}/{len(args.parts)}] {name} ...")
         start = time.perf_counter()
-        try:
-            reports[name] = PARTS[name][0].main(part_argv(name, args))
-        except Exception:
-            errors[name] = traceback.format_exc()
-            progress(f"{name} failed:\n{errors[name]}")
+        returncode, log_tail = run_part(name, args)
+        if returncode == 0:
+            reports[name] = json.loads((args.output / f"{name}.json").read_text())
+        else:
+            errors[name] = log_tail
+            progress(f"{name} failed (exit {returncode})")
         seconds[name] = time.perf_counter() - start
         progress(f"[{index}/{len(args.parts)}] {name}: {seconds[name]:.0f} s")
     summary = {

@@ -173,3 +173,13 @@ def test_time_sides_compiles_and_reports_a_side_that_cannot():
     assert compiled["compiled"] == "eager" and compiled["results"]["ours"]["median"] > 0 and not compiled["errors"]
     failed = time_sides({"ours": torch.nn.Linear(4, 4)}, case, broken, **kwargs)
     assert not failed["results"] and "no compiler here" in failed["errors"]["ours"]
+
+
+def test_run_all_reports_a_part_that_fails_and_exits_1(tmp_path):
+    (tmp_path / "loading.json").mkdir()  # the part cannot write its results there
+    command = [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--parts", "loading"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*command, "--output", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True)
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert done.returncode == 1 and not summary["reports"]
+    assert "IsADirectoryError" in summary["errors"]["loading"]
