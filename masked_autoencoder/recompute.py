@@ -51,8 +51,11 @@ def gelu_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     """``F.linear(F.gelu(hidden), weight, bias)`` keeping only ``hidden`` for backward. (..., H) -> (..., O).
 
     Same values and gradients as the two calls (exact GELU); under autocast the linear runs in
-    autocast's dtype, as ``F.linear`` does. Without autograd it is simply the two calls.
+    autocast's dtype, as ``F.linear`` does. Without autograd it is simply the two calls, and under
+    ``torch.compile`` too: the compiler's partitioner chooses what to recompute itself, and this
+    Function would hide the GELU from its fusions.
     """
-    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+    recompute = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    if recompute and not torch.compiler.is_compiling():
         return _GeluLinear.apply(hidden, weight, bias)
     return F.linear(F.gelu(hidden), weight, bias)
