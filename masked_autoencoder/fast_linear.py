@@ -1,0 +1,109 @@
+"""nn.Linear whose forward product runs on oneDNN's matmul on the CPU in fp32, faster there than F.linear's BLAS.
+
+``F.linear`` on the CPU calls the BLAS sgemm (MKL in the official wheels). oneDNN, which the same
+wheels ship, has its own fp32 matmul, 5-45% faster at ViT widths and token counts (D >= 384; more
+the smaller the batch and the wider the model: docs/performance.md has the sweep). Only the forward
+product moves: the backward's two products stay on BLAS, which is as fast or faster for their
+transposed operands. Values are fp32 with fp32 accumulation on both paths (equal up to summation
+order, ~1e-6). Everything else (CUDA, other dtypes, autocast, ``torch.compile``, tracing, dispatch
+modes such as ``FlopCounterMode``, tensor subclasses, small layers, oneDNN switched off with
+``torch.backends.mkldnn.enabled = False``) runs ``F.linear`` unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Below this many weights oneDNN's call overhead (~35 us) outweighs its faster kernel (ViT-Ti widths).
+_MIN_ONEDNN_WEIGHTS = 1 << 18
+_PLAIN_TENSOR_TYPES = (torch.Tensor, nn.Parameter)
+
+
+def _find_onednn_linear() -> Callable[..., torch.Tensor] | None:
+    """oneDNN's linear ``(X, W, B, attr, scalars, algorithm)`` in this torch build, or None without oneDNN."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._linear_pointwise.default
+    except (AttributeError, RuntimeError):  # a build without the op registered
+        return None
+
+
+_ONEDNN_LINEAR = _find_onednn_linear()
+
+
+def _onednn_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight.T + bias on oneDNN, no autograd. x: (..., I), weight: (O, I), bias: (O,) -> (..., O)."""
+    return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
+
+
+def runs_on_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    """Whether :func:`fast_linear` would run this product on oneDNN (else it calls ``F.linear``)."""
+    if _ONEDNN_LINEAR is None or not torch.backends.mkldnn.enabled:
+        return False
+    # Compilers, tracers and dispatch modes (FlopCounterMode, FakeTensorMode) get the standard op they know.
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._are_functorch_transforms_active():
+        return False
+    if torch._C._len_torch_dispatch_stack() > 0:
+        return False
+    tensors = (x, weight) if bias is None else (x, weight, bias)
+    if any(type(t) not in _PLAIN_TENSOR_TYPES or t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
+        return False
+    # Under autocast F.linear casts to autocast's dtype.
+    return weight.numel() >= _MIN_ONEDNN_WEIGHTS and not torch.is_autocast_enabled("cpu")
+
+
+def linear_grads(
+    grad_output: torch.Tensor, weight: torch.Tensor, inputs: Callable[[], torch.Tensor], needs: tuple[bool, ...]
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The gradients of ``F.linear(x, weight, bias)`` wrt x, weight and bias, each only if ``needs`` says so.
+
+    grad_output: (..., O), weight: (O, I); ``inputs()`` gives x (..., I), called only for the weight
+    gradient (a recomputing caller builds it there). Returns (..., I), (O, I) contiguous like ``.grad``, (O,).
+    """
+    grad_rows = grad_output.reshape(-1, grad_output.shape[-1])  # (tokens, O)
+    grad_x = grad_output.matmul(weight) if needs[0] else None
+    grad_weight = grad_rows.t().mm(inputs().reshape(-1, weight.shape[1])) if needs[1] else None
+    grad_bias = grad_rows.sum(0) if needs[2] else None  # never needed without a bias
+    return grad_x, grad_weight, grad_bias
+
+
+class _OneDnnLinear(torch.autograd.Function):
+    """F.linear with its forward product on oneDNN and its backward on BLAS, saving what F.linear saves."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return _onednn_product(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        return linear_grads(grad_output, weight, lambda: x, ctx.needs_input_grad)
+
+
+def fast_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, on oneDNN where :func:`runs_on_onednn`. x: (..., I) -> (..., O).
+
+    Same values (up to fp32 summation order) and gradients; weight: (O, I), bias: (O,) or None.
+    """
+    if not runs_on_onednn(x, weight, bias):
+        return F.linear(x, weight, bias)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
+        return _OneDnnLinear.apply(x, weight, bias)
+    return _onednn_product(x, weight, bias)
+
+
+class FastLinear(nn.Linear):
+    """``nn.Linear`` (same parameters, init, state-dict keys and hooks) computed with :func:`fast_linear`.
+
+    x: (..., in_features) -> (..., out_features).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fast_linear(x, self.weight, self.bias)
