@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import masked_autoencoder.fast_linear as fast_linear_module
 from masked_autoencoder import MaskedAutoencoderViT
 from masked_autoencoder.fast_linear import FastLinear, fast_linear, runs_on_onednn
+from masked_autoencoder.layers import Block
 
 WIDTH = 512  # a 512 x 512 weight: the smallest layer that runs on oneDNN
 ONEDNN = pytest.mark.skipif(fast_linear_module._ONEDNN_LINEAR is None, reason="this torch build has no oneDNN")
@@ -176,8 +177,8 @@ def test_everything_else_runs_f_linear(case, onednn_calls, monkeypatch):
 
 
 @ONEDNN
-def test_under_torch_compile_the_graph_holds_the_standard_linear(onednn_calls):
-    layer, x = FastLinear(WIDTH, WIDTH), torch.randn(3, WIDTH)
+def test_under_torch_compile_it_is_one_custom_op_with_f_linear_gradients(onednn_calls):
+    layer, x = FastLinear(WIDTH, WIDTH), torch.randn(3, WIDTH, requires_grad=True)
     graphs = []
 
     def record(graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):
@@ -185,8 +186,22 @@ def test_under_torch_compile_the_graph_holds_the_standard_linear(onednn_calls):
         return graph.forward
 
     torch._dynamo.reset()
-    torch.testing.assert_close(torch.compile(layer, backend=record)(x), F.linear(x, layer.weight, layer.bias))
-    assert "linear" in graphs[0] and "mkldnn" not in graphs[0] and onednn_calls == []
+    torch.compile(layer, backend=record)(x)
+    assert "torch.ops.masked_autoencoder.onednn_linear" in graphs[0] and "_nn.linear" not in graphs[0]
+    # Through AOTAutograd (what inductor gets): the same values and gradients as F.linear.
+    got = torch.compile(layer, backend="aot_eager")(x)
+    expected = F.linear(x, layer.weight, layer.bias)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    for ours, theirs in zip(_grads(got, [x, layer.weight]), _grads(expected, [x, layer.weight]), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-4)
+    assert onednn_calls
+
+
+@ONEDNN
+def test_torch_export_gets_the_standard_linear():
+    exported = torch.export.export(FastLinear(WIDTH, WIDTH), (torch.randn(3, WIDTH),))
+    code = exported.graph_module.code
+    assert "aten.linear" in code and "onednn" not in code
 
 
 def test_without_onednn_in_the_build_it_is_f_linear(monkeypatch):
@@ -233,3 +248,11 @@ def test_a_model_whose_layers_all_run_on_onednn_trains_like_f_linear(monkeypatch
     torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-6)
     for got, expected in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@ONEDNN
+def test_a_compiled_block_runs_its_four_products_on_onednn_without_graph_breaks():
+    explained = torch._dynamo.explain(Block(WIDTH, 8, 4.0, 1e-6))(torch.randn(2, 5, WIDTH, requires_grad=True))
+    targets = [node.target for node in explained.graphs[0].graph.nodes]
+    assert explained.graph_break_count == 0
+    assert targets.count(torch.ops.masked_autoencoder.onednn_linear.default) == 4  # qkv, proj, fc1, fc2
