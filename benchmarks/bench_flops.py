@@ -11,9 +11,8 @@
   own SDPA formulas (forward 4·B·H·N²·d; backward 2.5 times that, as it recomputes the scores),
   reported as ``attention added``; nothing is added where torch counts them itself.
 - Time: the median of ``--repeats`` steps (forward + backward + AdamW, fp32) after warm-up, same run.
-- Peak: the best of ``--gemm-repeats`` fp32 products of two ``--gemm-size`` square matrices
-  (2·n³ FLOP), same run, same threads, with each of the two GEMMs a step uses: the BLAS sgemm
-  (``torch.mm``, backward) and oneDNN's matmul (``fast_linear``, forward on the CPU); the faster is the peak.
+- Peak: the best of ``--gemm-repeats`` fp32 ``torch.mm`` of two ``--gemm-size`` square matrices
+  (2·n³ FLOP), same run, same threads.
 Reported: FLOPs, time, achieved GFLOP/s, peak GFLOP/s, efficiency = achieved / peak.
 """
 
@@ -36,8 +35,6 @@ from workloads import (
     synchronizer,
     training_step,
 )
-
-from masked_autoencoder.fast_linear import fast_linear
 
 PART = "flops"
 QUICK = {"model": "mae_vit_tiny_patch16", "img_size": 64, "batch": 2, "repeats": 1, "gemm_size": 256}
@@ -84,17 +81,11 @@ def counted_and_timed(
     return flops, timings
 
 
-def gemm_peaks(size: int, device: torch.device, repeats: int) -> dict[str, float]:
-    """FLOP/s of the best of ``repeats`` dense fp32 square matmuls of ``size`` (after one warm-up), per kernel.
-
-    ``torch.mm`` calls the BLAS sgemm; ``fast_linear`` the oneDNN matmul our forward products use
-    (on the CPU; elsewhere it is ``F.linear``, the same BLAS as ``torch.mm``).
-    """
+def gemm_peak(size: int, device: torch.device, repeats: int) -> float:
+    """FLOP/s of the best of ``repeats`` dense fp32 square matmuls of ``size`` (after one warm-up)."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    cases = {"torch.mm": lambda: torch.mm(a, b), "fast_linear": lambda: fast_linear(a, b)}
-    with torch.no_grad():
-        timings = interleaved(cases, repeats=repeats, sync=synchronizer(device))
-    return {name: 2 * size**3 / timing["min"] for name, timing in timings.items()}
+    best = interleaved({"mm": lambda: torch.mm(a, b)}, repeats=repeats, sync=synchronizer(device))["mm"]["min"]
+    return 2 * size**3 / best
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,8 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     step = training_step(ours, output_loss, batch_inputs(ours.config, args.batch, device), make_optimizer(ours))
     flops, timings = counted_and_timed({"ours": step}, repeats=args.repeats, warmup=args.warmup, device=device)
     flops, timing = flops["ours"], timings["ours"]
-    peaks = gemm_peaks(args.gemm_size, device, args.gemm_repeats)
-    peak = max(peaks.values())
+    peak = gemm_peak(args.gemm_size, device, args.gemm_repeats)
     achieved = flops["total"] / timing["median"]
     return {
         "device": str(device),
@@ -122,7 +112,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "step": timing,
         "achieved_gflops": achieved / 1e9,
         "peak_gflops": peak / 1e9,
-        "peak_gflops_by_kernel": {name: flops / 1e9 for name, flops in peaks.items()},
         "efficiency": achieved / peak,
     }
 
@@ -134,14 +123,12 @@ def markdown(report: Report) -> str:
         "step (s)": timed(r["step"]),
         "GFLOP/s": f"{r['achieved_gflops']:.1f}",
         "peak GFLOP/s": f"{r['peak_gflops']:.1f}",
-        "BLAS / oneDNN GFLOP/s": " / ".join(f"{gflops:.1f}" for gflops in r["peak_gflops_by_kernel"].values()),
         "efficiency": f"{r['efficiency']:.0%}",
     }
     intro = (
         f"{settings['model']}, {settings['img_size']} px, batch {settings['batch']}, mask ratio "
         f"{settings['mask_ratio']}, fp32, {r['device']}; step time: median (min - max); peak: "
-        f"the faster of two {settings['gemm_size']}^3 fp32 matmuls (BLAS ``torch.mm``, oneDNN ``fast_linear``), "
-        f"best of {settings['gemm_repeats']} each."
+        f"{settings['gemm_size']}^3 fp32 matmul, best of {settings['gemm_repeats']}."
     )
     return intro + "\n\n" + records_table([record])
 

@@ -7,7 +7,7 @@
 The parts, each with its defaults (or ``--quick``), each in a fresh process, so that none inherits
 another's heap, allocator state or compiled code (bench_memory.py also starts one process per
 setting itself): 1 ``step`` (bench_step.py), 2 ``speedup``, 3 ``features``, 4 ``memory``,
-5 ``loading``, 6 ``flops``, 7 ``scaling``, 8 ``linear``. Each part writes ``<output>/<part>.json``; this writes
+5 ``loading``, 6 ``flops``, 7 ``scaling``. Each part writes ``<output>/<part>.json``; this writes
 ``<output>/results.json`` (every report, the machine, the command, each part's duration) and
 ``<output>/results.md``, ready for docs/performance.md. The scaling plot goes to ``--plot``
 (default ``<output>/scaling.png``). A part that fails is reported and the others still run; the
@@ -28,7 +28,6 @@ from types import ModuleType
 
 import bench_features
 import bench_flops
-import bench_linear
 import bench_loading
 import bench_memory
 import bench_scaling
@@ -47,7 +46,6 @@ PARTS: dict[str, tuple[ModuleType, str]] = {
     "loading": (bench_loading, "Loading weights"),
     "flops": (bench_flops, "FLOPs and efficiency"),
     "scaling": (bench_scaling, "Scaling with batch, image and model size"),
-    "linear": (bench_linear, "Linear layers: BLAS against oneDNN"),
 }
 
 

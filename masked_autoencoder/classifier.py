@@ -13,7 +13,6 @@ from .architectures import canonical_name, model_config
 from .config import MAEConfig
 from .encoder import MAEEncoder
 from .factory import pretrained_checkpoint
-from .fast_linear import FastLinear
 from .hub.formats import Checkpoint
 from .hub.known_weights import FINE_TUNING_WEIGHTS
 from .pos_embed import resize_pos_embed
@@ -77,7 +76,7 @@ class MAEViTClassifier(MAEEncoder):
             # An Identity, not a del: the inherited backbone methods keep working (on the un-normed tokens).
             self.norm = nn.Identity()
             self.fc_norm = nn.LayerNorm(dim, eps=self.config.layer_norm_eps)
-        self.head = FastLinear(dim, num_classes)
+        self.head = nn.Linear(dim, num_classes)
         if not self.head.weight.is_meta:  # from_pretrained builds on meta: nothing to initialise there
             nn.init.trunc_normal_(self.head.weight, std=_HEAD_STD)
             nn.init.zeros_(self.head.bias)

@@ -8,7 +8,6 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .fast_linear import FastLinear
 from .recompute import gelu_linear
 
 
@@ -29,8 +28,8 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = FastLinear(dim, dim * 3)
-        self.proj = FastLinear(dim, dim)
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
@@ -49,9 +48,9 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
-        self.fc1 = FastLinear(dim, hidden_dim)
+        self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = nn.GELU()
-        self.fc2 = FastLinear(hidden_dim, dim)
+        self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.fc1(x)
@@ -60,8 +59,8 @@ class Mlp(nn.Module):
         return self.fc2(self.act(hidden))
 
     def _plain_output_layers(self) -> bool:
-        """Whether act and fc2 are the exact GELU and FastLinear this class built, with no hooks to call."""
-        plain = type(self.act) is nn.GELU and self.act.approximate == "none" and type(self.fc2) is FastLinear
+        """Whether act and fc2 are the exact GELU and nn.Linear this class built, with no hooks to call."""
+        plain = type(self.act) is nn.GELU and self.act.approximate == "none" and type(self.fc2) is nn.Linear
         return plain and not any(m._forward_hooks or m._forward_pre_hooks for m in (self.act, self.fc2))
 
 

@@ -8,7 +8,6 @@ from torch import nn
 from ._validation import require, require_positive_int
 from .classifier import MAEViTClassifier
 from .encoder import MAEEncoder
-from .fast_linear import FastLinear
 
 _HEAD_STD = 0.01  # the official probe's init (following MoCo v3)
 _BN_EPS = 1e-6
@@ -22,7 +21,7 @@ def linear_probe_head(dim: int, num_classes: int) -> nn.Sequential:
     """
     require_positive_int(dim, "dim")
     require_positive_int(num_classes, "num_classes")
-    linear = FastLinear(dim, num_classes)
+    linear = nn.Linear(dim, num_classes)
     nn.init.trunc_normal_(linear.weight, std=_HEAD_STD)
     nn.init.zeros_(linear.bias)
     return nn.Sequential(nn.BatchNorm1d(dim, affine=False, eps=_BN_EPS), linear)

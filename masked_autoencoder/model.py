@@ -11,7 +11,6 @@ from torch import nn
 from ._validation import describe, require
 from .config import MAEConfig
 from .encoder import MAEEncoder
-from .fast_linear import FastLinear
 from .layers import build_blocks, init_vit_weights, run_block
 from .loss import mae_loss
 from .masking import gather_tokens
@@ -53,14 +52,14 @@ class MaskedAutoencoderViT(MAEEncoder):
         super().__init__(config, **overrides)
         config = self.config
         dim = config.decoder_embed_dim
-        self.decoder_embed = FastLinear(config.embed_dim, dim)
+        self.decoder_embed = nn.Linear(config.embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.register_buffer("decoder_pos_embed", sincos_pos_embed_2d(dim, config.grid_size, cls_token=True)[None])
         self.decoder_blocks = build_blocks(
             dim, config.decoder_depth, config.decoder_num_heads, config.mlp_ratio, config.layer_norm_eps
         )
         self.decoder_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        self.decoder_pred = FastLinear(dim, config.patch_dim)
+        self.decoder_pred = nn.Linear(dim, config.patch_dim)
         if not self.mask_token.is_meta:  # as in the encoder: nothing to initialise on meta
             self._init_decoder_weights()
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-from .fast_linear import fast_linear, linear_grads
 
 
 def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
@@ -32,26 +29,33 @@ class _GeluLinear(torch.autograd.Function):
         bias = None if bias is None else bias.to(dtype)
         ctx.save_for_backward(hidden, weight)
         with torch.autocast(hidden.device.type, enabled=False):
-            return fast_linear(F.gelu(hidden), weight, bias)
+            return F.linear(F.gelu(hidden), weight, bias)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         hidden, weight = ctx.saved_tensors
-        recomputed = functools.partial(F.gelu, hidden)  # the recomputation, run only for the weight gradient
-        grad_activated, grad_weight, grad_bias = linear_grads(grad_output, weight, recomputed, ctx.needs_input_grad)
-        grad_hidden = None if grad_activated is None else torch.ops.aten.gelu_backward(grad_activated, hidden)
+        grad_rows = grad_output.reshape(-1, grad_output.shape[-1])  # (tokens, out)
+        grad_hidden = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_activated = grad_output.matmul(weight)  # (..., hidden)
+            grad_hidden = torch.ops.aten.gelu_backward(grad_activated, hidden)
+        if ctx.needs_input_grad[1]:
+            activated = F.gelu(hidden).reshape(-1, hidden.shape[-1])  # (tokens, hidden): the recomputation
+            grad_weight = grad_rows.t().mm(activated)  # (out, hidden), contiguous: fast to accumulate into .grad
+        if ctx.needs_input_grad[2]:  # False without a bias
+            grad_bias = grad_rows.sum(0)
         return grad_hidden, grad_weight, grad_bias
 
 
 def gelu_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(F.gelu(hidden), weight, bias)`` keeping only ``hidden`` for backward. (..., H) -> (..., O).
 
-    Same values and gradients as the two calls (exact GELU, the product by :func:`fast_linear`); under
-    autocast the linear runs in autocast's dtype, as ``F.linear`` does. Without autograd it is simply
-    the two calls, and under ``torch.compile`` too: the compiler's partitioner chooses what to
-    recompute itself, and this Function would hide the GELU from its fusions.
+    Same values and gradients as the two calls (exact GELU); under autocast the linear runs in
+    autocast's dtype, as ``F.linear`` does. Without autograd it is simply the two calls, and under
+    ``torch.compile`` too: the compiler's partitioner chooses what to recompute itself, and this
+    Function would hide the GELU from its fusions.
     """
     recompute = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     if recompute and not torch.compiler.is_compiling():
         return _GeluLinear.apply(hidden, weight, bias)
-    return fast_linear(F.gelu(hidden), weight, bias)
+    return F.linear(F.gelu(hidden), weight, bias)

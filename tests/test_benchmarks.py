@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from conftest import TINY
 
 from masked_autoencoder import MaskedAutoencoderViT, patchify, unpatchify
-from masked_autoencoder.fast_linear import runs_on_onednn
 
 ROOT = Path(__file__).resolve().parents[1]
 # The scripts import each other by module name, as they do when run from benchmarks/.
@@ -28,7 +27,7 @@ from report import parse  # noqa: E402
 from timing import interleaved  # noqa: E402
 from workloads import time_sides  # noqa: E402
 
-PARTS = {"step", "speedup", "features", "memory", "loading", "flops", "scaling", "linear"}
+PARTS = {"step", "speedup", "features", "memory", "loading", "flops", "scaling"}
 
 
 @pytest.fixture(scope="module")
@@ -95,24 +94,12 @@ def test_quick_flops_and_scaling_count_flops_and_reach_a_fraction_of_peak(quick_
     reports = quick_run[0]["reports"]
     flops = reports["flops"]["results"]
     assert flops["flops"] > flops["attention_flops_added"] > 0  # torch 2.13 does not count CPU attention
-    assert flops["efficiency"] > 0 and flops["peak_gflops"] == max(flops["peak_gflops_by_kernel"].values()) > 0
+    assert flops["efficiency"] > 0 and flops["peak_gflops"] > 0
     scaling = reports["scaling"]["results"]
     batch = {p["batch"]: p for p in scaling["points"] if p["sweep"] == "batch"}
     assert batch[2]["flops"] == 2 * batch[1]["flops"] and all(p["median"] > 0 for p in scaling["points"])
     if importlib.util.find_spec("matplotlib") is not None:
         assert Path(scaling["plot"]).stat().st_size > 10_000
-
-
-def test_quick_linear_times_both_products_for_every_shape(quick_run):
-    linear = quick_run[0]["reports"]["linear"]["results"]
-    assert [(p["width"], p["layer"]) for p in linear["points"]] == [
-        (width, layer) for width in (192, 512) for layer in ("qkv", "fc1", "fc2")
-    ]
-    assert all(p["speedup"] > 0 for p in linear["points"])
-    # The size limit: 192 wide is below it, 512 above it wherever this torch build has oneDNN.
-    assert [p["onednn"] for p in linear["points"]] == [False] * 3 + [
-        runs_on_onednn(torch.ones(1, 512), torch.ones(512, 512))
-    ] * 3
 
 
 def test_quick_defaults_give_way_to_explicit_flags():

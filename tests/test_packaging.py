@@ -22,7 +22,6 @@ def test_public_api_is_exactly_all():
         "config",
         "encoder",
         "factory",
-        "fast_linear",
         "hub",
         "layers",
         "linear_probe",
