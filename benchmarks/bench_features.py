@@ -10,7 +10,7 @@ Sides, all with our encoder's weights, under ``torch.inference_mode``, fp32:
   increasing noise (``arange``), which keeps them in image order;
 - ``transformers-vit``: ViTModel without its pooling layer.
 Before timing, each side's ``last_hidden_state`` is checked against ours (max abs diff, within 1e-4).
-Then the sides run interleaved (A B A B ...) after warm-up: medians, min - max, ratio to ours; with
+Then the sides run interleaved (A B, B A, ...) after warm-up: medians, min - max, ratio to ours; with
 ``--compile`` (the default) once more, each side compiled (``--compile-backend``), failures reported.
 """
 

@@ -8,7 +8,7 @@ The baseline (``baselines.MaskTokensInEncoder``) runs our model's own modules an
 encoder sees every patch, the removed ones as a learned mask token plus their position; the decoder
 gets every token; the loss is on the removed patches. Both sides train the same parameters with one
 AdamW (the baseline's extra mask token has no gradient in our step, so AdamW skips it there), on the
-same images and noise, fp32, interleaved (A B A B ...) after warm-up. Reported per model and decoder
+same images and noise, fp32, interleaved (A B, B A, ...) after warm-up. Reported per model and decoder
 depth: the step times (forward + backward + AdamW), the ratio baseline / ours, the ratio of their
 FLOPs (counted in the first warm-up step, as in bench_flops.py), and the depth-8 baseline over ours
 (the paper's convention: its baseline always has the 8-block decoder). The batch per model
@@ -23,7 +23,7 @@ import torch
 from baselines import MaskTokensInEncoder
 from bench_flops import counted_and_timed
 from report import Report, main_of, parser, progress
-from timing import ratio, records_table, timed
+from timing import paired_ratio, ratio, records_table, timed
 from workloads import batch_inputs, build_ours, make_optimizer, output_loss, pick_device, training_step
 
 PART = "speedup"
@@ -81,6 +81,7 @@ def _record(row: dict[str, object], rows: list[dict[str, object]]) -> dict[str, 
         "ours (s)": timed(ours),
         "baseline (s)": timed(baseline),
         "time baseline / ours": ratio(baseline, ours),
+        "paired": paired_ratio(baseline, ours),
         "FLOPs baseline / ours": f"{row['flops']['baseline'] / row['flops']['ours']:.2f}x",
         "baseline (depth 8) / ours": ratio(deepest[0] if deepest else None, ours),
     }

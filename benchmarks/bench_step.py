@@ -9,7 +9,7 @@ Sides (``--sides``): ``ours``, ``ours-checkpointing`` (gradient checkpointing), 
 ``transformers-eager`` (their ``attn_implementation``). Every side has the same weights, images,
 masking noise, precision and threads, the same AdamW, and ``zero_grad(set_to_none=True)``. Each group
 (a precision, eager or ``torch.compile`` with ``--compile-backend``) times its sides interleaved
-(A B A B ...) after warm-up: medians, min - max, ratio to ours, and the first call (with compilation).
+(A B, B A, ...) after warm-up: medians, min - max, ratio to ours, and the first call (with compilation).
 A side that fails to compile is reported with its error.
 
 Checked before timing, on the same weights, images and noise: each other side's fp32 loss and

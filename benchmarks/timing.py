@@ -49,13 +49,14 @@ def machine() -> dict[str, object]:
     }
 
 
-def _stats(times: Sequence[float], first: float) -> dict[str, float]:
+def _stats(times: Sequence[float], first: float) -> dict[str, object]:
     return {
         "median": statistics.median(times),
         "min": min(times),
         "max": max(times),
         "repeats": len(times),
         "first": first,
+        "times": list(times),  # in round order: what paired_ratio compares
     }
 
 
@@ -84,7 +85,7 @@ def interleaved(
     sync: Callable[[], None] = _nothing,
     errors: dict[str, str] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Time each case ``repeats`` times, round-robin (A B A B ...), after ``warmup`` untimed rounds.
+    """Time each case ``repeats`` times, round-robin (A B, B A, A B ...), after ``warmup`` untimed rounds.
 
     Returns per case the median, min and max in seconds of the timed rounds, their count, and
     ``first``: the very first call (with any compilation). Garbage is collected between rounds,
@@ -96,9 +97,11 @@ def interleaved(
     collecting = gc.isenabled()
     gc.disable()  # no collection pause inside a timed call: one collection between rounds instead
     try:
-        for _ in range(warmup + repeats):
+        for round_number in range(warmup + repeats):
             gc.collect()
-            for name, run in cases.items():
+            # Every other round reversed: no case always runs first, in the caches the collection just evicted.
+            order = list(cases.items()) if round_number % 2 == 0 else list(reversed(cases.items()))
+            for name, run in order:
                 if errors is None or name not in errors:
                     _time_call(name, run, sync, times[name], errors)
     finally:
@@ -138,14 +141,29 @@ def ratio(result: dict[str, float] | None, baseline: dict[str, float] | None) ->
     return f"{result['median'] / baseline['median']:.2f}x"
 
 
+def paired_ratio(result: dict[str, object] | None, baseline: dict[str, object] | None) -> str:
+    """The median over rounds of ``result / baseline`` within each round, as ``1.23x``; ``n/a`` where not paired.
+
+    Each round runs every case back to back, so a round's ratio cancels a machine's slow drift
+    (frequency, neighbours on a shared host) that moves both medians apart from run to run.
+    """
+    times, reference = (result or {}).get("times"), (baseline or {}).get("times")
+    if not times or not reference or len(times) != len(reference):
+        return "n/a"
+    return f"{statistics.median(a / b for a, b in zip(times, reference, strict=True)):.2f}x"
+
+
 def table(results: dict[str, dict[str, float]], baseline: str, first: bool = False) -> str:
     """A markdown table of medians, spreads and ratios to ``baseline`` (n/a where the baseline has no result).
 
+    Two ratios: of the medians, and the median of the rounds' own ratios (:func:`paired_ratio`).
     ``first`` adds the duration of each case's first call (which includes any compilation).
     """
-    header = ["case", "median (s)", "min - max (s)", f"/ {baseline}"] + (["first call (s)"] if first else [])
+    header = ["case", "median (s)", "min - max (s)", f"/ {baseline}", f"paired / {baseline}"]
+    header += ["first call (s)"] if first else []
     rows = []
     for name, r in results.items():
-        row = [name, f"{r['median']:.3f}", spread(r), ratio(r, results.get(baseline))]
+        reference = results.get(baseline)
+        row = [name, f"{r['median']:.3f}", spread(r), ratio(r, reference), paired_ratio(r, reference)]
         rows.append(row + ([f"{r['first']:.1f}"] if first else []))
     return markdown_table(header, rows)

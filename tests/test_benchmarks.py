@@ -24,7 +24,7 @@ from baselines import MaskTokensInEncoder  # noqa: E402
 from bench_flops import count_flops, missing_attention_formulas  # noqa: E402
 from bench_step import QUICK, build_parser  # noqa: E402
 from report import parse  # noqa: E402
-from timing import interleaved  # noqa: E402
+from timing import interleaved, paired_ratio  # noqa: E402
 from workloads import time_sides  # noqa: E402
 
 PARTS = {"step", "speedup", "features", "memory", "loading", "flops", "scaling"}
@@ -145,7 +145,7 @@ def test_count_flops_counts_attention_forward_and_backward():
     assert counted["attention_added"] == (counted["total"] if missing_attention_formulas() else 0)
 
 
-def test_interleaved_alternates_cases_and_drops_one_that_fails():
+def test_interleaved_alternates_cases_and_their_order_and_drops_one_that_fails():
     calls: list[str] = []
 
     def failing() -> None:
@@ -155,8 +155,21 @@ def test_interleaved_alternates_cases_and_drops_one_that_fails():
     cases = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b"), "c": failing}
     errors: dict[str, str] = {}
     results = interleaved(cases, repeats=2, warmup=1, errors=errors)
-    assert calls == ["a", "b", "c", "a", "b", "a", "b"]
+    assert calls == ["a", "b", "c", "b", "a", "a", "b"]  # every other round reversed; c dropped after failing
     assert set(results) == {"a", "b"} and results["a"]["repeats"] == 2 and errors == {"c": "RuntimeError: cannot run"}
+
+
+def test_paired_ratio_is_the_median_of_each_rounds_ratio():
+    ours = {"times": [1.0, 2.0, 1.0]}
+    theirs = {"times": [1.5, 2.2, 0.9]}  # rounds: 1.5x, 1.1x, 0.9x; the medians' ratio would say 1.5x
+    assert paired_ratio(theirs, ours) == "1.10x"
+    assert (
+        paired_ratio(theirs, None)
+        == paired_ratio({"times": [1.0]}, ours)
+        == paired_ratio({"median": 1.0}, ours)
+        == "n/a"
+    )
+    assert len(interleaved({"a": lambda: None}, repeats=3)["a"]["times"]) == 3
 
 
 def test_time_sides_compiles_and_reports_a_side_that_cannot():
