@@ -81,7 +81,7 @@ def _record(row: dict[str, object], rows: list[dict[str, object]]) -> dict[str, 
         "ours (s)": timed(ours),
         "baseline (s)": timed(baseline),
         "time baseline / ours": ratio(baseline, ours),
-        "paired": paired_ratio(baseline, ours),
+        "paired baseline / ours": paired_ratio(baseline, ours),
         "FLOPs baseline / ours": f"{row['flops']['baseline'] / row['flops']['ours']:.2f}x",
         "baseline (depth 8) / ours": ratio(deepest[0] if deepest else None, ours),
     }

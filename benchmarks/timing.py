@@ -84,14 +84,15 @@ def interleaved(
     warmup: int = 1,
     sync: Callable[[], None] = _nothing,
     errors: dict[str, str] | None = None,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, object]]:
     """Time each case ``repeats`` times, round-robin (A B, B A, A B ...), after ``warmup`` untimed rounds.
 
-    Returns per case the median, min and max in seconds of the timed rounds, their count, and
-    ``first``: the very first call (with any compilation). Garbage is collected between rounds,
-    never during a call. ``sync`` runs before and after each call (``torch.cuda.synchronize`` on a
-    GPU). With ``errors``, a case that raises is dropped and its error recorded there (a model that
-    cannot compile); without, the error propagates.
+    Returns per case the median, min and max in seconds of the timed rounds, their count,
+    ``times`` (each timed round's, in order) and ``first``: the very first call (with any
+    compilation). Garbage is collected between rounds, never during a call. ``sync`` runs before
+    and after each call (``torch.cuda.synchronize`` on a GPU). With ``errors``, a case that raises
+    is dropped and its error recorded there (a model that cannot compile); without, the error
+    propagates.
     """
     times: dict[str, list[float]] = {name: [] for name in cases}
     collecting = gc.isenabled()
@@ -153,7 +154,7 @@ def paired_ratio(result: dict[str, object] | None, baseline: dict[str, object] |
     return f"{statistics.median(a / b for a, b in zip(times, reference, strict=True)):.2f}x"
 
 
-def table(results: dict[str, dict[str, float]], baseline: str, first: bool = False) -> str:
+def table(results: dict[str, dict[str, object]], baseline: str, first: bool = False) -> str:
     """A markdown table of medians, spreads and ratios to ``baseline`` (n/a where the baseline has no result).
 
     Two ratios: of the medians, and the median of the rounds' own ratios (:func:`paired_ratio`).
