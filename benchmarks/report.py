@@ -36,10 +36,11 @@ def parser(doc: str, *, repeats: int | None, device: bool = True) -> argparse.Ar
     return parsed
 
 
-def add_model_flags(parsed: argparse.ArgumentParser, *, batch: int, mask_ratio: bool = True) -> None:
-    """``--model`` (ViT-B/16), ``--batch``, ``--img-size`` (224) and, for pre-training, ``--mask-ratio`` (0.75)."""
+def add_model_flags(parsed: argparse.ArgumentParser, *, batch: int | None, mask_ratio: bool = True) -> None:
+    """``--model`` (ViT-B/16), ``--batch`` (unless None), ``--img-size`` (224), ``--mask-ratio`` (0.75) if asked."""
     parsed.add_argument("--model", default="mae_vit_base_patch16")
-    parsed.add_argument("--batch", type=int, default=batch)
+    if batch is not None:
+        parsed.add_argument("--batch", type=int, default=batch)
     parsed.add_argument("--img-size", type=int, default=224)
     if mask_ratio:
         parsed.add_argument("--mask-ratio", type=float, default=0.75)

@@ -7,11 +7,12 @@
 The parts, each with its defaults (or ``--quick``), each in a fresh process, so that none inherits
 another's heap, allocator state or compiled code (bench_memory.py also starts one process per
 setting itself): 1 ``step`` (bench_step.py), 2 ``speedup``, 3 ``features``, 4 ``memory``,
-5 ``loading``, 6 ``flops``, 7 ``scaling``. Each part writes ``<output>/<part>.json``; this writes
-``<output>/results.json`` (every report, the machine, the command, each part's duration) and
-``<output>/results.md``, ready for docs/performance.md. The scaling plot goes to ``--plot``
-(default ``<output>/scaling.png``). A part that fails is reported and the others still run; the
-exit status is then 1. Progress goes to stderr, each part's tables to stdout.
+5 ``loading``, 6 ``flops``, 7 ``scaling``, 8 ``profile`` (what limits parts 1 and 3). Each part
+writes ``<output>/<part>.json``; this writes ``<output>/results.json`` (every report, the machine,
+the command, each part's duration) and ``<output>/results.md``, ready for docs/performance.md. The
+scaling plot goes to ``--plot`` (default ``<output>/scaling.png``). A part that fails is reported
+and the others still run; the exit status is then 1. Progress goes to stderr, each part's tables to
+stdout.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import bench_features
 import bench_flops
 import bench_loading
 import bench_memory
+import bench_profile
 import bench_scaling
 import bench_speedup
 import bench_step
@@ -46,6 +48,7 @@ PARTS: dict[str, tuple[ModuleType, str]] = {
     "loading": (bench_loading, "Loading weights"),
     "flops": (bench_flops, "FLOPs and efficiency"),
     "scaling": (bench_scaling, "Scaling with batch, image and model size"),
+    "profile": (bench_profile, "Where the time goes: operator groups, ours against transformers"),
 }
 
 

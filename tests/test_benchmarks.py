@@ -22,12 +22,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from baselines import MaskTokensInEncoder  # noqa: E402
 from bench_flops import count_flops, missing_attention_formulas  # noqa: E402
+from bench_profile import OTHER_OPERATORS, grouped, operator_group, profile_sides  # noqa: E402
 from bench_step import QUICK, build_parser  # noqa: E402
 from report import parse  # noqa: E402
 from timing import interleaved, paired_ratio  # noqa: E402
 from workloads import time_sides  # noqa: E402
 
-PARTS = {"step", "speedup", "features", "memory", "loading", "flops", "scaling"}
+PARTS = {"step", "speedup", "features", "memory", "loading", "flops", "scaling", "profile"}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_run_all_quick_reports_every_part_with_the_machine(quick_run):
         assert report["command"].startswith(f"python benchmarks/bench_{name}.py --quick")
         assert json.loads((output / f"{name}.json").read_text()) == report
     markdown = (output / "results.md").read_text()
-    assert all(f"## {number}." in markdown for number in range(1, 8)) and "| capability | " in markdown
+    assert all(f"## {number}." in markdown for number in range(1, 9)) and "| capability | " in markdown
 
 
 def test_quick_step_compares_same_outputs_and_times_every_side(quick_run):
@@ -100,6 +101,34 @@ def test_quick_flops_and_scaling_count_flops_and_reach_a_fraction_of_peak(quick_
     assert batch[2]["flops"] == 2 * batch[1]["flops"] and all(p["median"] > 0 for p in scaling["points"])
     if importlib.util.find_spec("matplotlib") is not None:
         assert Path(scaling["plot"]).stat().st_size > 10_000
+
+
+def test_quick_profile_groups_every_sides_operators(quick_run):
+    workloads = quick_run[0]["reports"]["profile"]["results"]["workloads"]
+    assert set(workloads["step"]["groups"]) == {"ours", "transformers-sdpa"}
+    assert set(workloads["features"]["groups"]) == {"ours", "transformers-vitmae", "transformers-vit"}
+    for profiled in workloads.values():
+        for side, groups in profiled["groups"].items():
+            assert groups["matrix products"] > 0 and groups["attention"] > 0 and groups["GELU"] > 0
+            assert sum(groups.values()) == pytest.approx(sum(profiled["operators"][side].values()))
+    assert workloads["step"]["groups"]["ours"]["optimizer"] > 0 == workloads["features"]["groups"]["ours"]["optimizer"]
+
+
+def test_operator_group_sorts_operators_by_what_they_compute():
+    assert operator_group("aten::addmm") == operator_group("aten::convolution_backward") == "matrix products"
+    assert operator_group("aten::_scaled_dot_product_flash_attention_for_cpu_backward") == "attention"
+    assert operator_group("aten::gelu_backward") == "GELU" and operator_group("aten::native_layer_norm") == "layer norm"
+    assert operator_group("aten::_fused_adamw_") == operator_group("Optimizer.step#AdamW.step") == "optimizer"
+    assert operator_group("aten::copy_") == OTHER_OPERATORS
+    assert operator_group("MmBackward0") not in {OTHER_OPERATORS, "matrix products"}
+
+
+def test_profile_sides_counts_each_cases_own_operators_per_call():
+    a, b = torch.randn(64, 64), torch.randn(64, 64)
+    operators = profile_sides({"mm": lambda: a.mm(b), "gelu": lambda: F.gelu(a)}, repeats=2, device=torch.device("cpu"))
+    assert "aten::mm" in operators["mm"] and "aten::mm" not in operators["gelu"]
+    groups = grouped(operators["gelu"])
+    assert groups["GELU"] > 0 and groups["matrix products"] == 0 and next(iter(groups)) == "GELU"
 
 
 def test_quick_defaults_give_way_to_explicit_flags():
