@@ -34,7 +34,7 @@ Call = Callable[[nn.Module], torch.Tensor]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parsed = parser(__doc__, repeats=3)
+    parsed = parser(__doc__, repeats=5)
     add_model_flags(parsed, batch=32, mask_ratio=False)
     add_compile_flags(parsed)
     parsed.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))

@@ -61,7 +61,7 @@ Sides = dict[str, tuple[torch.nn.Module, LossFn]]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parsed = parser(__doc__, repeats=5)
+    parsed = parser(__doc__, repeats=10)  # paired ratios of seconds-long steps need rounds
     add_model_flags(parsed, batch=8)
     parsed.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     add_compile_flags(parsed)
