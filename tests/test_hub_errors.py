@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import random
 import re
 import shlex
+import socket
+import threading
+import time
 
 import pytest
 import torch
@@ -22,6 +27,7 @@ from hub_cache import (
     transformers_files,
     write_folder,
 )
+from huggingface_hub import constants
 from safetensors.torch import load, save
 
 from masked_autoencoder import MAEEncoder, MaskedAutoencoderViT, create_model
@@ -69,6 +75,142 @@ def test_factory_pretrained_offline_without_cache_names_the_repo_and_how_to_fix(
     assert result.returncode == 0, result.stderr
     assert "'facebook/vit-mae-base'" in result.stdout and str(tmp_path) in result.stdout
     assert "HF_HUB_OFFLINE" in result.stdout and "HF_HUB_CACHE" in result.stdout
+
+
+# --- online, with a Hub that cannot be reached: a loopback endpoint, bounded in time ---------------------------------
+
+# The promise: an unreachable Hub is reported within this many seconds (huggingface_hub's retries took ~70 s).
+FAST = 10.0
+
+
+@contextlib.contextmanager
+def _listening_socket():
+    """A loopback socket that accepts connections (into the kernel's backlog) and never answers: (host, port)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield server.getsockname()
+
+
+@contextlib.contextmanager
+def _closed_port():
+    """A loopback address where nothing listens: connections to it are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = probe.getsockname()
+    yield address
+
+
+@contextlib.contextmanager
+def _hub_server(status: int, error_code: str):
+    """A loopback HTTP server that answers every request as the Hub does with ``status`` and ``X-Error-Code``."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(status)
+            self.send_header("X-Error-Code", error_code)
+            self.send_header("X-Error-Message", error_code)
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        try:
+            yield server.server_address
+        finally:
+            server.shutdown()
+            thread.join(timeout=5)
+
+
+def _online_against(monkeypatch, address, connect: bool) -> None:
+    """Downloads on (HF_HUB_OFFLINE unset), the Hub endpoint at a loopback ``address``, reachable only if ``connect``.
+
+    Without ``connect``, conftest's guard refuses (and records) the connection, as on a machine with no network.
+    """
+    url = f"http://{address[0]}:{address[1]}"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", constants.HUGGINGFACE_CO_URL_TEMPLATE.replace(constants.ENDPOINT, url)
+    )
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    if connect:
+        guard = socket.socket.connect
+
+        def connect_to_address_only(sock, target):
+            if target == address:
+                return super(socket.socket, sock).connect(target)
+            return guard(sock, target)
+
+        monkeypatch.setattr(socket.socket, "connect", connect_to_address_only)
+
+
+def _timed_error(name, **kwargs) -> tuple[str, float]:
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError) as caught:
+        MaskedAutoencoderViT.from_pretrained(name, **kwargs)
+    return str(caught.value), time.perf_counter() - start
+
+
+_UNREACHABLE = (
+    r"^Hub repo 'org/tiny-mae': the Hub \(http://127\.0\.0\.1:\d+\) could not be reached \({error}: .*\), and none "
+    r"of \['model.safetensors', 'pytorch_model.bin'\] is in the local Hub cache .*\. To fix: .*HF_HUB_OFFLINE=1 and "
+    r"point HF_HUB_CACHE \(or cache_dir=\) at a cache that has this repo; or pass the path of a local copy\.$"
+)
+
+
+@pytest.mark.parametrize(
+    ("server", "connect", "error"),
+    [
+        (_closed_port, False, "ConnectError"),
+        (_closed_port, True, "ConnectError"),
+        (_listening_socket, True, "ReadTimeout"),
+    ],
+    ids=["sockets-blocked", "connection-refused", "server-stalls"],
+)
+def test_unreachable_hub_without_cache_fails_fast_saying_so_and_how_to_fix(
+    tmp_path, monkeypatch, caplog, no_network, server, connect, error
+):
+    with server() as address:
+        _online_against(monkeypatch, address, connect)
+        message, seconds = _timed_error("org/tiny-mae", cache_dir=tmp_path)
+    assert re.match(_UNREACHABLE.format(error=error), message), message
+    assert seconds < FAST, f"{seconds:.1f} s"
+    assert "Retrying" not in caplog.text  # huggingface_hub's backoff never started
+    # One question to the Hub, no retries; conftest's guard recorded it when it refused it.
+    assert no_network == ([address] if not connect else [])
+    no_network.clear()
+
+
+def test_unreachable_hub_with_cached_files_loads_them_fast(tmp_path, monkeypatch):
+    model = tiny_model()
+    name, kwargs = place(transformers_files(model), tmp_path, "repo_id")
+    with _closed_port() as address:
+        _online_against(monkeypatch, address, connect=True)
+        start = time.perf_counter()
+        loaded = MaskedAutoencoderViT.from_pretrained(name, **kwargs)
+    assert time.perf_counter() - start < FAST
+    assert_same_tensors(loaded.state_dict(), model.state_dict())
+
+
+def test_repo_the_hub_says_does_not_exist_is_not_called_unreachable(tmp_path, monkeypatch):
+    with _hub_server(401, "RepoNotFound") as address:
+        _online_against(monkeypatch, address, connect=True)
+        message, seconds = _timed_error("org/misspelt", cache_dir=tmp_path)
+    assert message == "Hub repo 'org/misspelt' does not exist (or is private: pass token=) and is not a local path"
+    assert seconds < FAST
+
+
+def test_hub_unavailable_status_is_reported_without_retries(tmp_path, monkeypatch, caplog):
+    with _hub_server(503, "ServiceUnavailable") as address:
+        _online_against(monkeypatch, address, connect=True)
+        message, seconds = _timed_error("org/tiny-mae", cache_dir=tmp_path)
+    assert re.match(_UNREACHABLE.format(error="HfHubHTTPError"), message), message
+    assert "503" in message and seconds < FAST and "Retrying" not in caplog.text
 
 
 def test_folder_without_weight_files_is_named(tmp_path):

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import constants, hf_hub_download
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
+    HfHubHTTPError,
     HFValidationError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import http_backoff
 from safetensors import SafetensorError
 
 from .safetensors_views import map_safetensors
@@ -27,6 +31,14 @@ SAFETENSORS_FILE = "model.safetensors"
 # In order of preference: safetensors needs no unpickling at all.
 WEIGHT_FILES = (SAFETENSORS_FILE, "pytorch_model.bin")
 _PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt")
+HUB_TIMEOUT = 5.0
+"""Seconds we wait for the Hub's first answer: its own 10 s, then a minute of retries, is too long to say it is down."""
+# What huggingface_hub itself retries on, as a failed connection: its HTTP client's errors (requests, httpx or
+# httpx2, depending on its version) and the statuses of an unavailable Hub.
+_RETRIED = inspect.signature(http_backoff).parameters
+_NETWORK_ERRORS: tuple[type[Exception], ...] = _RETRIED["retry_on_exceptions"].default
+_statuses = _RETRIED["retry_on_status_codes"].default
+_UNAVAILABLE_STATUSES: tuple[int, ...] = (_statuses,) if isinstance(_statuses, int) else tuple(_statuses)
 
 
 @dataclass(frozen=True)
@@ -61,21 +73,17 @@ def locate(
 def _locate_on_hub(
     repo_id: str, *, revision: str | None, cache_dir: str | Path | None, token: str | bool | None
 ) -> CheckpointFiles:
+    unreachable = None if constants.HF_HUB_OFFLINE else _ask_hub(repo_id, revision, token)
+    # Unreachable: the cache alone answers, as in offline mode (hf_hub_download would retry for a minute).
+    local_only = constants.HF_HUB_OFFLINE or unreachable is not None
+
     def download(filename: str) -> Path:
-        try:
-            return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, token=token))
-        except HFValidationError as err:
-            raise FileNotFoundError(
-                f"{repo_id!r} is neither a local file or folder nor a Hub repo id ('org/name'): {err}"
-            ) from err
-        except GatedRepoError as err:
-            raise FileNotFoundError(f"Hub repo {repo_id!r} is gated: accept its terms and pass token=") from err
-        except RepositoryNotFoundError as err:
-            raise FileNotFoundError(
-                f"Hub repo {repo_id!r} does not exist (or is private: pass token=) and is not a local path"
-            ) from err
-        except RevisionNotFoundError as err:
-            raise FileNotFoundError(f"Hub repo {repo_id!r} has no revision {revision!r}") from err
+        with _hub_errors(repo_id, revision):
+            return Path(
+                hf_hub_download(
+                    repo_id, filename, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_only
+                )
+            )
 
     config = None
     # Official .pth uploads have no config: the weights alone then say what the model is.
@@ -87,18 +95,74 @@ def _locate_on_hub(
             return CheckpointFiles(repo_id, download(filename), config)
         except EntryNotFoundError as err:
             missing.append(f"{filename} ({type(err).__name__})")
-    raise FileNotFoundError(_not_found_message(repo_id, revision, cache_dir, missing))
+    raise FileNotFoundError(_not_found_message(repo_id, revision, cache_dir, missing, unreachable))
 
 
-def _not_found_message(repo_id: str, revision: str | None, cache_dir: str | Path | None, missing: list[str]) -> str:
+def _ask_hub(repo_id: str, revision: str | None, token: str | bool | None) -> Exception | None:
+    """Ask the Hub once, without retries, about the repo's config.json: the error if the Hub cannot be reached.
+
+    Raises FileNotFoundError if the Hub answers that the repo or revision does not exist.
+    """
+    set_by_user = constants.HF_HUB_ETAG_TIMEOUT != constants.DEFAULT_ETAG_TIMEOUT
+    timeout = constants.HF_HUB_ETAG_TIMEOUT if set_by_user else HUB_TIMEOUT
+    with _hub_errors(repo_id, revision):
+        url = hf_hub_url(repo_id, CONFIG_FILE, revision=revision)
+        try:
+            get_hf_file_metadata(url, token=token, timeout=timeout)
+        except EntryNotFoundError:
+            pass  # the repo exists without a config.json (official .pth uploads)
+        except _NETWORK_ERRORS as err:
+            return err
+        except HfHubHTTPError as err:
+            if err.response is not None and err.response.status_code in _UNAVAILABLE_STATUSES:
+                return err
+            raise
+    return None
+
+
+@contextlib.contextmanager
+def _hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
+    """Turn the Hub's answers about a repo that cannot be read into FileNotFoundErrors that say what to do."""
+    try:
+        yield
+    except HFValidationError as err:
+        raise FileNotFoundError(
+            f"{repo_id!r} is neither a local file or folder nor a Hub repo id ('org/name'): {err}"
+        ) from err
+    except GatedRepoError as err:
+        raise FileNotFoundError(f"Hub repo {repo_id!r} is gated: accept its terms and pass token=") from err
+    except RepositoryNotFoundError as err:
+        raise FileNotFoundError(
+            f"Hub repo {repo_id!r} does not exist (or is private: pass token=) and is not a local path"
+        ) from err
+    except RevisionNotFoundError as err:
+        raise FileNotFoundError(f"Hub repo {repo_id!r} has no revision {revision!r}") from err
+
+
+def _not_found_message(
+    repo_id: str,
+    revision: str | None,
+    cache_dir: str | Path | None,
+    missing: list[str],
+    unreachable: Exception | None,
+) -> str:
     where = f"Hub repo {repo_id!r}" + (f" at revision {revision!r}" if revision else "")
-    if not constants.HF_HUB_OFFLINE:
+    if not constants.HF_HUB_OFFLINE and unreachable is None:
         return f"{where} has none of the weight files {list(WEIGHT_FILES)}: {', '.join(missing)}"
+    if unreachable is None:
+        why = "downloads are off (HF_HUB_OFFLINE=1)"
+        how = "run once with network access (unset HF_HUB_OFFLINE) to fill the cache; or"
+    else:
+        first_line = str(unreachable).partition("\n")[0]  # HTTP errors add lines of advice
+        why = f"the Hub ({constants.ENDPOINT}) could not be reached ({type(unreachable).__name__}: {first_line})"
+        how = (
+            "run once where the Hub can be reached (HF_ENDPOINT names a mirror; HF_HUB_ETAG_TIMEOUT above "
+            f"{HUB_TIMEOUT:g} s waits longer on a slow link) to fill the cache; or set HF_HUB_OFFLINE=1 and"
+        )
     cache = cache_dir or constants.HF_HUB_CACHE
     return (
-        f"{where}: none of {list(WEIGHT_FILES)} is in the local Hub cache {cache}, and downloads are off "
-        "(HF_HUB_OFFLINE=1). To fix: run once with network access (unset HF_HUB_OFFLINE) to fill the cache, "
-        "point HF_HUB_CACHE (or cache_dir=) at a cache that has this repo, or pass the path of a local copy."
+        f"{where}: {why}, and none of {list(WEIGHT_FILES)} is in the local Hub cache {cache}. To fix: {how} "
+        "point HF_HUB_CACHE (or cache_dir=) at a cache that has this repo; or pass the path of a local copy."
     )
 
 
