@@ -7,6 +7,11 @@ import torch
 from ._validation import describe, require
 
 NORM_PIX_EPS = 1e-6
+# Images first is the order of model.forward_loss: the likeliest reason for a 4-D pred.
+_EXPECTED_PATCHES = (
+    "a 3-D tensor (B, L, N): the call is mae_loss(pred, patchify(imgs, patch_size), mask); "
+    "a model's forward_loss(imgs, pred, mask) takes the images first"
+)
 
 
 def normalized_pixels(target: torch.Tensor, eps: float = NORM_PIX_EPS) -> torch.Tensor:
@@ -34,7 +39,7 @@ def mae_loss(
     removed patch gives 0, not NaN.
     """
     for name, value in (("pred", pred), ("target", target)):
-        require(isinstance(value, torch.Tensor) and value.dim() == 3, name, describe(value), "a 3-D tensor (B, L, N)")
+        require(isinstance(value, torch.Tensor) and value.dim() == 3, name, describe(value), _EXPECTED_PATCHES)
     require(target.shape == pred.shape, "target", describe(target), f"the shape of pred {tuple(pred.shape)}")
     ok_mask = isinstance(mask, torch.Tensor) and tuple(mask.shape) == tuple(pred.shape[:2])
     require(ok_mask, "mask", describe(mask), f"a tensor of shape {tuple(pred.shape[:2])} (B, L)")

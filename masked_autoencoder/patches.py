@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from einops import rearrange
 
@@ -43,17 +45,23 @@ def patchify(imgs: torch.Tensor, patch_size: int | tuple[int, int]) -> torch.Ten
 
 
 def unpatchify(
-    patches: torch.Tensor, patch_size: int | tuple[int, int], grid_size: int | tuple[int, int]
+    patches: torch.Tensor, patch_size: int | tuple[int, int], grid_size: int | tuple[int, int] | None = None
 ) -> torch.Tensor:
     """Reassemble images from patches; the exact inverse of :func:`patchify`.
 
     patches: (B, L, P_h*P_w*C), grid_size (h, w) with h * w = L -> (B, C, h*P_h, w*P_w).
+    Without ``grid_size`` the grid is square: h = w = sqrt(L).
     """
     patch_h, patch_w = to_pair(patch_size, "patch_size")
-    grid_h, grid_w = to_pair(grid_size, "grid_size")
     ok_rank = isinstance(patches, torch.Tensor) and patches.dim() == 3
     require(ok_rank, "patches", describe(patches), "a 3-D tensor (B, L, P_h*P_w*C)")
-    require(patches.shape[1] == grid_h * grid_w, "patches", describe(patches), f"L = {grid_h}*{grid_w} patches (dim 1)")
+    length = patches.shape[1]
+    if grid_size is None:
+        side = math.isqrt(length)
+        require(side * side == length, "grid_size", None, f"given: L = {length} patches (dim 1) is not a square")
+        grid_size = side
+    grid_h, grid_w = to_pair(grid_size, "grid_size")
+    require(length == grid_h * grid_w, "patches", describe(patches), f"L = {grid_h}*{grid_w} patches (dim 1)")
     pixels = patch_h * patch_w
     require(patches.shape[2] % pixels == 0, "patches", describe(patches), f"a last dim divisible by P_h*P_w = {pixels}")
     return rearrange(patches, _UNPATCHIFY, h=grid_h, w=grid_w, p=patch_h, q=patch_w)

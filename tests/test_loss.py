@@ -69,3 +69,13 @@ def test_mask_with_no_removed_patch_gives_zero_not_nan():
 def test_bad_loss_inputs_raise_value_error(pred, target, mask, message):
     with pytest.raises(ValueError, match=message):
         mae_loss(pred, target, mask)
+
+
+def test_images_first_points_to_the_argument_order_and_forward_loss():
+    imgs, pred, mask = torch.zeros(2, 3, 32, 32), torch.zeros(2, 16, 192), torch.ones(2, 16)
+    expected = (
+        r"^pred must be a 3-D tensor \(B, L, N\): the call is mae_loss\(pred, patchify\(imgs, patch_size\), mask\); "
+        r"a model's forward_loss\(imgs, pred, mask\) takes the images first, got a tensor of shape \(2, 3, 32, 32\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        mae_loss(imgs, pred, mask)

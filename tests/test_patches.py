@@ -49,6 +49,20 @@ def test_patchify_accepts_integer_images():
     assert torch.equal(unpatchify(patchify(imgs, 2), 2, 2), imgs)
 
 
+def test_unpatchify_without_grid_size_infers_the_square_grid():
+    imgs = torch.randn(2, 3, 24, 24)
+    assert torch.equal(unpatchify(patchify(imgs, 8), 8), imgs)
+
+
+def test_unpatchify_without_grid_size_needs_a_square_number_of_patches():
+    patches = patchify(torch.zeros(1, 3, 16, 24), 8)  # a 2 x 3 grid: L = 6
+    with pytest.raises(
+        ValueError, match=r"^grid_size must be given: L = 6 patches \(dim 1\) is not a square, got None$"
+    ):
+        unpatchify(patches, 8)
+    assert unpatchify(patches, 8, (2, 3)).shape == (1, 3, 16, 24)
+
+
 @pytest.mark.parametrize(
     ("imgs", "patch_size", "message"),
     [
