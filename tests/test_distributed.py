@@ -123,9 +123,9 @@ def _free_loopback_port() -> int:
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, object]]]:
     """Per setup (ddp, fsdp2), the results of each rank."""
     folder = tmp_path_factory.mktemp("distributed")
-    # fork, not spawn: the ranks start in a second instead of re-importing torch and this module (~10 s).
-    # Safe on CPU: no CUDA context to inherit, and each rank sets its own thread count before any work.
-    mp.start_processes(_worker, args=(_free_loopback_port(), str(folder)), nprocs=WORLD_SIZE, start_method="fork")
+    # spawn, not fork: a fork after earlier tests ran autograd (whose worker threads a child cannot inherit)
+    # aborts on newer torch. The ranks re-import torch and this module instead, a few seconds.
+    mp.start_processes(_worker, args=(_free_loopback_port(), str(folder)), nprocs=WORLD_SIZE, start_method="spawn")
     return {
         name: [torch.load(folder / f"{name}-rank{rank}.pt", weights_only=True) for rank in range(WORLD_SIZE)]
         for name in ("ddp", "fsdp2")
