@@ -1,11 +1,12 @@
 """Masked Autoencoders (He et al., 2021) as composable PyTorch building blocks."""
 
 from ._version import __version__
-from .architectures import list_models, model_config
-from .classifier import MAEViTClassifier, create_classifier, vit_base_patch16, vit_huge_patch14, vit_large_patch16
+from .checkpoint_rules import CheckpointRules
+from .classifier import MAEViTClassifier
 from .config import MAEConfig
 from .encoder import MAEEncoder
 from .factory import (
+    create_classifier,
     create_model,
     mae_vit_base,
     mae_vit_base_patch16,
@@ -17,7 +18,11 @@ from .factory import (
     mae_vit_small_patch16,
     mae_vit_tiny,
     mae_vit_tiny_patch16,
+    vit_base_patch16,
+    vit_huge_patch14,
+    vit_large_patch16,
 )
+from .hub.known_weights import list_pretrained
 from .linear_probe import LinearProbe, linear_probe_head
 from .loss import mae_loss, normalized_pixels
 from .masking import MaskingOutput, RandomMasking
@@ -27,8 +32,10 @@ from .patches import patchify, unpatchify
 from .pos_embed import resize_pos_embed, sincos_pos_embed_2d
 from .precision import autocast_dtype
 from .reconstruction import Reconstruction, reconstruct
+from .registry import list_models, model_config
 
 __all__ = [
+    "CheckpointRules",
     "LinearProbe",
     "MAEConfig",
     "MAEEncoder",
@@ -44,6 +51,7 @@ __all__ = [
     "create_model",
     "linear_probe_head",
     "list_models",
+    "list_pretrained",
     "mae_loss",
     "mae_vit_base",
     "mae_vit_base_patch16",

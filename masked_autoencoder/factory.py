@@ -1,18 +1,18 @@
-"""Model factories: ``create_model`` and the ``mae_vit_*`` functions, built from the named architectures."""
+"""Factories: ``create_model``, ``create_classifier`` and the named functions, each built from the registry."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ._validation import fail, require
-from .architectures import canonical_name, model_config
+from ._validation import require
+from .classifier import GLOBAL_POOL, NUM_CLASSES, MAEViTClassifier
 from .encoder import MAEEncoder
-from .hub.formats import Checkpoint
-from .hub.known_weights import DEFAULT_WEIGHTS
-from .hub.mixin import read_checkpoint
 from .model import MaskedAutoencoderViT
+from .registry import Architecture, architecture, model_config
+from .vit import VisionTransformer
 
+ModelT = TypeVar("ModelT", bound=VisionTransformer)
 # The fields that make an architecture: pretrained weights must agree on them.
 _ARCHITECTURE_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads")
 
@@ -25,33 +25,59 @@ def create_model(
     ``pretrained``: False for fresh (official) initialisation, True for the architecture's default
     published weights (the full facebook/vit-mae-* models), or any repo id or path that
     ``from_pretrained`` reads; the weights must be of this architecture. Overrides change config fields.
+    A pretrained model is returned in eval mode, as ``from_pretrained`` returns it.
     """
+    arch = architecture(name)
     model_class = MAEEncoder if encoder_only else MaskedAutoencoderViT
     if not pretrained:
         return model_class(model_config(name, **overrides))
-    return model_class.from_checkpoint(pretrained_checkpoint(name, pretrained, overrides))
+    return _load_checked(model_class, arch, arch.pretrained if pretrained is True else pretrained, overrides)
 
 
-def pretrained_checkpoint(
-    name: str, pretrained: bool | str | Path, overrides: dict[str, Any], defaults: dict[str, str] = DEFAULT_WEIGHTS
-) -> Checkpoint:
-    """Read the weights that a factory's ``pretrained`` names, checked to be weights of the architecture ``name``.
+def create_classifier(
+    name: str,
+    *,
+    num_classes: int = NUM_CLASSES,
+    global_pool: bool = GLOBAL_POOL,
+    drop_path_rate: float | None = None,
+    pretrained: bool | str | Path = False,
+    interpolate_sincos: bool = False,
+    **overrides: Any,
+) -> MAEViTClassifier:
+    """Build the :class:`MAEViTClassifier` of a named architecture (see ``list_models()``).
 
-    ``pretrained``: True for the architecture's weights in ``defaults``, else a repo id or path.
+    ``drop_path_rate`` defaults to the paper's fine-tuning recipe (0.1 / 0.2 / 0.3 for ViT-B / L / H,
+    0 for the others). ``pretrained``: False for a fresh model, True for the encoder the paper
+    fine-tuned (timm/vit_*_224.mae, normalized-pixel pre-training), or any repo id or path of weights
+    of this architecture, pre-trained or fine-tuned. ``interpolate_sincos``: see :class:`MAEViTClassifier`.
+    Overrides change config fields (e.g. ``img_size=448``).
     """
-    canonical = canonical_name(name)
-    source = defaults.get(canonical) if pretrained is True else pretrained
-    if source is None:
-        fail("pretrained", True, f"a repo id or path: {canonical} has no published weights")
-    checkpoint = read_checkpoint(source, overrides=overrides)
-    expected = model_config(canonical)
-    differ = {
-        f: getattr(checkpoint.config, f)
-        for f in _ARCHITECTURE_FIELDS
-        if getattr(checkpoint.config, f) != getattr(expected, f)
-    }
-    require(not differ, "pretrained", f"{str(source)!r} with {differ}", f"weights of {canonical} ({expected})")
-    return checkpoint
+    arch = architecture(name)
+    options: dict[str, Any] = dict(
+        num_classes=num_classes,
+        global_pool=global_pool,
+        drop_path_rate=arch.drop_path_rate if drop_path_rate is None else drop_path_rate,
+    )
+    if not pretrained:
+        require(not interpolate_sincos, "interpolate_sincos", True, "False without pretrained weights to resize")
+        return MAEViTClassifier(model_config(name, **overrides), **options)
+    source = arch.fine_tuning_start if pretrained is True else pretrained
+    return _load_checked(
+        MAEViTClassifier, arch, source, {**overrides, **options, "interpolate_sincos": interpolate_sincos}
+    )
+
+
+def _load_checked(
+    model_class: type[ModelT], arch: Architecture, source: str | Path | None, kwargs: dict[str, Any]
+) -> ModelT:
+    """``model_class.from_pretrained(source, **kwargs)``, refused unless the weights are of ``arch``."""
+    require(source is not None, "pretrained", True, f"a repo id or path: {arch.name} has no published weights")
+    expected = model_config(arch.name)
+    model = model_class.from_pretrained(source, **kwargs)
+    got = {field: getattr(model.config, field) for field in _ARCHITECTURE_FIELDS}
+    differ = {field: value for field, value in got.items() if value != getattr(expected, field)}
+    require(not differ, "pretrained", f"{str(source)!r} with {differ}", f"weights of {arch.name} ({expected})")
+    return model
 
 
 def mae_vit_tiny_patch16(*, pretrained: bool | str | Path = False, encoder_only: bool = False, **overrides: Any) -> Any:
@@ -81,6 +107,21 @@ def mae_vit_large_patch16(
 def mae_vit_huge_patch14(*, pretrained: bool | str | Path = False, encoder_only: bool = False, **overrides: Any) -> Any:
     """MAE ViT-H/14 as in the paper (1280 wide, 32 blocks; decoder 512 wide, 8 blocks)."""
     return create_model("mae_vit_huge_patch14", pretrained=pretrained, encoder_only=encoder_only, **overrides)
+
+
+def vit_base_patch16(**kwargs: Any) -> MAEViTClassifier:
+    """The paper's ViT-B/16 classifier (drop path 0.1); keywords as :func:`create_classifier`."""
+    return create_classifier("mae_vit_base_patch16", **kwargs)
+
+
+def vit_large_patch16(**kwargs: Any) -> MAEViTClassifier:
+    """The paper's ViT-L/16 classifier (drop path 0.2); keywords as :func:`create_classifier`."""
+    return create_classifier("mae_vit_large_patch16", **kwargs)
+
+
+def vit_huge_patch14(**kwargs: Any) -> MAEViTClassifier:
+    """The paper's ViT-H/14 classifier (drop path 0.3); keywords as :func:`create_classifier`."""
+    return create_classifier("mae_vit_huge_patch14", **kwargs)
 
 
 mae_vit_tiny = mae_vit_tiny_patch16

@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from ._validation import require, require_positive_int
-from .classifier import MAEViTClassifier
-from .encoder import MAEEncoder
+from .vit import VisionTransformer
 
 _HEAD_STD = 0.01  # the official probe's init (following MoCo v3)
 _BN_EPS = 1e-6
@@ -31,15 +30,16 @@ class LinearProbe(nn.Module):
     """A linear classifier on a frozen encoder's class token (after its final norm). imgs: (B, C, H, W) -> (B, classes).
 
     ``encoder``: an :class:`MAEEncoder` (a full :class:`MaskedAutoencoderViT` works too: its encoder
-    half is used). The probe freezes it (``requires_grad=False``) and keeps it in eval mode whatever
-    :meth:`train` is told, so that no drop path or other training behaviour touches the features;
+    half is used), or another model of the same trunk with a final norm (a class-token
+    :class:`MAEViTClassifier`). The probe freezes it (``requires_grad=False``) and keeps it in eval
+    mode whatever :meth:`train` is told, so that no drop path or other training behaviour touches the features;
     only ``head`` (:func:`linear_probe_head`) trains, and its BatchNorm follows ``train()`` / ``eval()``.
     Optimise ``probe.head.parameters()`` (the paper: LARS, 90 epochs). State keys: ``encoder.*``, ``head.*``.
     """
 
-    def __init__(self, encoder: MAEEncoder, num_classes: int) -> None:
-        # A global-pool classifier has no pretrained final norm: its class token is not the probe's feature.
-        ok = isinstance(encoder, MAEEncoder) and not (isinstance(encoder, MAEViTClassifier) and encoder.global_pool)
+    def __init__(self, encoder: VisionTransformer, num_classes: int) -> None:
+        # The probe's feature is the class token after the final norm: a model without one (global pool) has none.
+        ok = isinstance(encoder, VisionTransformer) and encoder.norm is not None
         require(
             ok, "encoder", type(encoder).__name__, "an MAEEncoder with its final norm (not a global-pool classifier)"
         )

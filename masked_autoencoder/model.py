@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from ._validation import describe, require
+from .checkpoint_rules import CheckpointRules
 from .config import MAEConfig
 from .encoder import MAEEncoder
-from .layers import build_blocks, init_vit_weights, run_block
+from .layers import build_blocks, init_vit_weights
 from .loss import mae_loss
 from .masking import gather_tokens
 from .patches import patchify
@@ -61,12 +62,14 @@ class MaskedAutoencoderViT(MAEEncoder):
         self.decoder_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.decoder_pred = nn.Linear(dim, config.patch_dim)
         if not self.mask_token.is_meta:  # as in the encoder: nothing to initialise on meta
-            self._init_decoder_weights()
+            nn.init.normal_(self.mask_token, std=_MASK_TOKEN_STD)
+            for module in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
+                module.apply(init_vit_weights)
 
-    def _init_decoder_weights(self) -> None:
-        nn.init.normal_(self.mask_token, std=_MASK_TOKEN_STD)
-        for module in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
-            module.apply(init_vit_weights)
+    @property
+    def checkpoint_rules(self) -> CheckpointRules:
+        """Fixed sin-cos tables; the decoder's heads and pixel target must agree with a checkpoint's."""
+        return CheckpointRules(settings=("num_heads", "layer_norm_eps", "decoder_num_heads", "norm_pix_loss"))
 
     def forward_decoder(
         self, latent: torch.Tensor, ids_restore: torch.Tensor, grid_size: tuple[int, int] | None = None
@@ -78,19 +81,11 @@ class MaskedAutoencoderViT(MAEEncoder):
         """
         grid = self.config.grid_size if grid_size is None else grid_size
         self._check_decoder_inputs(latent, ids_restore, grid)
-        x = self.decoder_embed(latent)
-        batch, length = ids_restore.shape
-        mask_tokens = self.mask_token.expand(batch, length + 1 - x.shape[1], -1)
-        patches = gather_tokens(torch.cat([x[:, 1:], mask_tokens], dim=1), ids_restore)
-        x = torch.cat([x[:, :1], patches], dim=1) + position_table_for_grid(
-            self.decoder_pos_embed, self.config.grid_size, grid
-        )
-        for block in self.decoder_blocks:
-            x = run_block(block, x, self.grad_checkpointing)
-        return self.decoder_pred(self.decoder_norm(x[:, 1:]))
+        return self._decode(latent, ids_restore, grid)
 
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The loss of :func:`mae_loss` with this model's target. imgs: (B, C, H, W), pred: (B, L, N), mask: (B, L)."""
+        self.grid_of(imgs)
         return mae_loss(pred, patchify(imgs, self.config.patch_hw), mask, norm_pix_loss=self.config.norm_pix_loss)
 
     def forward(
@@ -107,12 +102,20 @@ class MaskedAutoencoderViT(MAEEncoder):
         Masking arguments as :class:`RandomMasking`: ``mask_ratio`` (default: the config's),
         ``noise`` (B, L) for the official shuffle, a boolean ``mask`` (B, L), or a ``generator``.
         """
-        grid = self.grid_of(imgs)
-        latent, removed, ids_restore = self.forward_encoder(
-            imgs, mask_ratio, noise=noise, mask=mask, generator=generator
-        )
-        pred = self.forward_decoder(latent, ids_restore, grid)
-        return MAEOutput(self.forward_loss(imgs, pred, removed), pred, removed, ids_restore, latent)
+        latent, masked, grid = self._encode_kept(imgs, mask_ratio, noise=noise, mask=mask, generator=generator)
+        pred = self._decode(latent, masked.ids_restore, grid)
+        loss = mae_loss(pred, patchify(imgs, self.config.patch_hw), masked.mask, self.config.norm_pix_loss)
+        return MAEOutput(loss, pred, masked.mask, masked.ids_restore, latent)
+
+    def _decode(self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """:meth:`forward_decoder` on inputs already checked."""
+        x = self.decoder_embed(latent)
+        batch, length = ids_restore.shape
+        mask_tokens = self.mask_token.expand(batch, length + 1 - x.shape[1], -1)
+        patches = gather_tokens(torch.cat([x[:, 1:], mask_tokens], dim=1), ids_restore)
+        table = position_table_for_grid(self.decoder_pos_embed, self.config.grid_size, grid)
+        x = self.run_blocks(torch.cat([x[:, :1], patches], dim=1) + table, self.decoder_blocks)
+        return self.decoder_pred(self.decoder_norm(x[:, 1:]))
 
     def _check_decoder_inputs(self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> None:
         width = self.config.embed_dim

@@ -102,6 +102,7 @@ def test_global_pool_averages_the_patch_tokens_before_any_norm_then_applies_fc_n
         # Averaging normed tokens instead (what the pretrained norm would do) is a different model.
         normed = F.layer_norm(tokens[:, 1:], (32,), model.fc_norm.weight, model.fc_norm.bias, eps=1e-6).mean(dim=1)
         assert not torch.allclose(model(imgs), model.head(normed), atol=1e-3)
+    assert model.norm is None and not any(key.startswith("norm.") for key in model.state_dict())
 
 
 def test_class_token_mode_classifies_the_class_token_after_the_final_norm():
@@ -110,7 +111,7 @@ def test_class_token_mode_classifies_the_class_token_after_the_final_norm():
         tokens = model.run_blocks(torch.cat(model.embed(imgs)[::-1], dim=1))
         expected = model.head(F.layer_norm(tokens[:, 0], (32,), model.norm.weight, model.norm.bias, eps=1e-6))
         torch.testing.assert_close(model(imgs), expected)
-        assert not hasattr(model, "fc_norm")
+        assert model.fc_norm is None and not any(key.startswith("fc_norm") for key in model.state_dict())
 
 
 def test_drop_path_is_active_only_in_training():
@@ -217,7 +218,7 @@ def test_pre_training_weights_load_with_only_head_and_fc_norm_fresh(tmp_path, fa
     with warnings.catch_warnings(), caplog.at_level("INFO"):
         warnings.simplefilter("error")  # nothing missing but the new head: no warning
         loaded = MAEViTClassifier.from_pretrained(files[family](), num_classes=7, num_heads=4, drop_path_rate=0.1)
-    assert "a new classifier head, freshly initialised: [fc_norm (2 tensors), head (2 tensors)]" in caplog.text
+    assert "freshly initialised by design: [fc_norm (2 tensors), head (2 tensors)]" in caplog.text
     expected = {k: v for k, v in encoder_part(mae.state_dict()).items() if k not in NORM}
     assert_same_tensors({k: v for k, v in loaded.state_dict().items() if k in expected}, expected)
     assert loaded.num_classes == 7 and loaded.blocks[-1].drop_path.drop_prob == pytest.approx(0.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
 
@@ -36,7 +37,6 @@ from safetensors.torch import load
 from masked_autoencoder import MAEEncoder, MaskedAutoencoderViT, create_model, model_config
 from masked_autoencoder.hub.files import CheckpointFiles, locate
 from masked_autoencoder.hub.formats import our_config_json, to_checkpoint
-from masked_autoencoder.hub.known_weights import find_known
 from masked_autoencoder.hub.loading import plan_load
 from masked_autoencoder.hub.transformers_format import config_from_transformers, to_transformers_state_dict
 
@@ -113,8 +113,8 @@ def test_timm_encoder_loads_with_num_heads_given(tmp_path, source):
     name, kwargs = place(timm_files(encoder), tmp_path, source, repo_id="timm/vit_base_patch16_224.mae")
     loaded = MAEEncoder.from_pretrained(name, num_heads=4, **kwargs)
     assert loaded.config.num_heads == 4
-    # The known-weights table names the repo (normalized-pixel pre-training), not a local folder.
-    assert loaded.config.norm_pix_loss is (source == "repo_id")
+    # timm's config tags its MAE encoders "mae" (normalized-pixel pre-training), wherever the folder sits.
+    assert loaded.config.norm_pix_loss is True
     assert_same_tensors(loaded.state_dict(), encoder.state_dict())
     imgs, _ = inputs()
     with torch.no_grad():
@@ -158,6 +158,37 @@ def test_load_pretrained_reads_encoder_weights_of_any_width_into_an_existing_enc
 
 
 @pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_heads": 2}, "num_heads: checkpoint 4, model 2"),
+        ({"layer_norm_eps": 1e-5}, "layer_norm_eps: checkpoint 1e-06, model 1e-05"),
+        ({"norm_pix_loss": True}, "norm_pix_loss: checkpoint False, model True"),
+        ({"decoder_num_heads": 1}, "decoder_num_heads: checkpoint 2, model 1"),
+    ],
+)
+def test_load_pretrained_refuses_recorded_settings_that_contradict_the_model(tmp_path, change, message):
+    folder = tiny_model().save_pretrained(tmp_path / "saved")
+    model = tiny_model(TINY.replace(**change), seed=1)
+    before = {key: tensor.clone() for key, tensor in model.state_dict().items()}
+    with pytest.raises(ValueError, match=f"records other settings than the model's: {re.escape(message)}"):
+        model.load_pretrained(folder)
+    assert_same_tensors(model.state_dict(), before)
+    with pytest.warns(UserWarning, match=f"{re.escape(message)}; loaded with strict=False: the model keeps its own"):
+        model.load_pretrained(folder, strict=False)
+    assert_same_tensors(model.state_dict(), tiny_model().state_dict())
+    assert model.config == TINY.replace(**change)
+
+
+def test_load_pretrained_checks_only_what_a_checkpoint_records(tmp_path):
+    # An official encoder file records no heads, eps or target: the model's own are taken.
+    path = tmp_path / "weights.pth"
+    path.write_bytes(pickled({"model": encoder_part(tiny_model().state_dict())}))
+    model = tiny_encoder(TINY.replace(norm_pix_loss=True, layer_norm_eps=1e-5), seed=1)
+    model.load_pretrained(path)
+    assert_same_tensors(model.state_dict(), encoder_part(tiny_model().state_dict()))
+
+
+@pytest.mark.parametrize(
     ("name", "cls", "norm_pix_loss"),
     [
         ("mae_pretrain_vit_base.pth", MAEEncoder, True),
@@ -176,6 +207,38 @@ def test_official_pth_loads_by_path_with_the_pixel_target_of_its_file_name(tmp_p
     if cls is MaskedAutoencoderViT:
         assert loaded.config == TINY.replace(norm_pix_loss=norm_pix_loss)
         assert_outputs_match(loaded, tiny_model(TINY.replace(norm_pix_loss=norm_pix_loss)))
+
+
+def test_a_timm_folder_without_the_mae_tag_records_no_pixel_target(tmp_path):
+    files = timm_files(tiny_encoder())
+    config = json.loads(files["config.json"])
+    config["pretrained_cfg"]["tag"] = "augreg_in21k"
+    files["config.json"] = json.dumps(config).encode()
+    folder, _ = place(files, tmp_path, "path")
+    assert MAEEncoder.from_pretrained(folder, num_heads=4).config.norm_pix_loss is False
+
+
+def test_a_published_file_name_is_an_assumption_announced_and_overridable(tmp_path, caplog):
+    path = tmp_path / "mae_pretrain_vit_base_full.pth"
+    path.write_bytes(pickled({"model": tiny_model().state_dict()}))
+    with caplog.at_level("INFO", logger="masked_autoencoder"):
+        assumed = MaskedAutoencoderViT.from_pretrained(path, num_heads=4, decoder_num_heads=2)
+    assert assumed.config.norm_pix_loss is True
+    assert "records no pixel target: assumed norm_pix_loss=True from its file name" in caplog.text
+    assert "that of the published mae_pretrain_vit_base_full.pth; pass norm_pix_loss= to override" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="masked_autoencoder"):
+        told = MaskedAutoencoderViT.from_pretrained(path, num_heads=4, decoder_num_heads=2, norm_pix_loss=False)
+    assert told.config.norm_pix_loss is False and "norm_pix_loss" not in caplog.text
+
+
+def test_recorded_training_args_win_over_a_published_file_name(tmp_path, caplog):
+    args = argparse.Namespace(norm_pix_loss=False, mask_ratio=0.75)
+    path = tmp_path / "mae_pretrain_vit_base_full.pth"  # a published name, but the file says what it is
+    path.write_bytes(pickled({"model": tiny_model().state_dict(), "args": args}))
+    with caplog.at_level("INFO", logger="masked_autoencoder"):
+        loaded = MaskedAutoencoderViT.from_pretrained(path, num_heads=4, decoder_num_heads=2)
+    assert loaded.config.norm_pix_loss is False and "assumed" not in caplog.text
 
 
 @pytest.mark.parametrize("norm_pix_loss", [False, True])
@@ -303,9 +366,10 @@ def test_paper_size_checkpoints_of_every_family_parse_to_the_paper_config(name, 
             state_dict,
         ),
     }[family]
-    files = CheckpointFiles(source, Path("unused"), config_json)
-    checkpoint = to_checkpoint(files, tensors, {}, find_known(source), {})
+    # Official files are read by local path (known by their file name), the others by repo id.
+    files = CheckpointFiles(source, Path(source) if family == "official" else Path("unused"), config_json)
+    checkpoint = to_checkpoint(files, tensors, {}, {}, from_hub=family != "official")
     # Known weights were trained to predict normalized pixels, except the facebook (visualize) ones.
     assert checkpoint.config == model_config(name, norm_pix_loss=family in ("official", "timm"))
-    plan = plan_load(checkpoint, state_dict, checkpoint.config, strict=True)
+    plan = plan_load(checkpoint, state_dict, checkpoint.config, model.checkpoint_rules, strict=True)
     assert not plan.missing and not plan.unexpected and plan.state_dict.keys() == state_dict.keys()

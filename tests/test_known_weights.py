@@ -1,26 +1,43 @@
+"""The registry and the known-weights table: one home each, consistent with each other and with the docs."""
+
 import re
 from pathlib import Path
 
 import pytest
 
-from masked_autoencoder import list_models, model_config
-from masked_autoencoder.hub.known_weights import DEFAULT_WEIGHTS, KNOWN_WEIGHTS, OFFICIAL, find_known
+from masked_autoencoder import list_models, list_pretrained, model_config
+from masked_autoencoder.hub.known_weights import KNOWN_WEIGHTS, OFFICIAL, known_by_file_name, known_by_repo_id
+from masked_autoencoder.registry import ARCHITECTURES, architecture
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "weights.md"
 
 
 def test_every_known_weight_names_a_registered_architecture():
     for weights in KNOWN_WEIGHTS:
-        assert weights.architecture in list_models()
+        assert architecture(weights.architecture).name == weights.architecture
         assert weights.license == "cc-by-nc-4.0"
-        assert weights.url.startswith("https://")
+        assert weights.url.startswith("https://") and weights.url.endswith(weights.name)
 
 
-def test_defaults_are_the_full_facebook_models():
-    for architecture, name in DEFAULT_WEIGHTS.items():
-        weights = find_known(name)
-        assert weights is not None and weights.architecture == architecture
-        assert weights.has_decoder and not weights.norm_pix_loss
+def test_registry_defaults_are_known_weights_of_their_architecture():
+    for arch in ARCHITECTURES:
+        for name, has_decoder in ((arch.pretrained, True), (arch.fine_tuning_start, False)):
+            if name is None:
+                continue
+            weights = known_by_repo_id(name)
+            assert weights is not None and weights.architecture == arch.name
+            assert weights.has_decoder is has_decoder and not weights.fine_tuned
+    # pretrained=True gives the full raw-pixel models; the classifiers start from the normalized-pixel encoders.
+    assert not known_by_repo_id("facebook/vit-mae-base").norm_pix_loss
+    assert known_by_repo_id("timm/vit_base_patch16_224.mae").norm_pix_loss
+
+
+def test_paper_drop_path_rates_and_aliases_live_in_the_registry():
+    rates = {arch.name: arch.drop_path_rate for arch in ARCHITECTURES}
+    assert rates["mae_vit_base_patch16"] == 0.1 and rates["mae_vit_large_patch16"] == 0.2
+    assert rates["mae_vit_huge_patch14"] == 0.3 and rates["mae_vit_tiny_patch16"] == 0.0
+    assert architecture("mae_vit_large") is architecture("mae_vit_large_patch16")
+    assert set(list_models()) == {name for arch in ARCHITECTURES for name in (arch.name, *arch.aliases)}
 
 
 @pytest.mark.parametrize(
@@ -34,15 +51,23 @@ def test_defaults_are_the_full_facebook_models():
     ],
 )
 def test_known_targets_follow_the_official_release(name, norm_pix_loss, has_decoder):
-    weights = find_known(f"/downloads/{name}") if name.endswith(".pth") else find_known(name)
+    weights = known_by_file_name(name) if name.endswith(".pth") else known_by_repo_id(name)
     assert weights is not None
     assert (weights.norm_pix_loss, weights.has_decoder) == (norm_pix_loss, has_decoder)
 
 
-def test_official_files_are_recognised_by_file_name_only():
-    assert find_known("elsewhere/mae_finetuned_vit_base.pth").fine_tuned
-    assert find_known("my_mae.pth") is None
+def test_official_files_are_known_by_file_name_and_hub_repos_by_repo_id_only():
+    assert known_by_file_name("mae_finetuned_vit_base.pth").fine_tuned
+    assert known_by_file_name("my_mae.pth") is None
+    assert known_by_repo_id("someone/mae_pretrain_vit_base.pth") is None
     assert all(w.family == OFFICIAL for w in KNOWN_WEIGHTS if w.name.endswith(".pth"))
+
+
+def test_list_pretrained_filters_the_known_names_by_glob():
+    assert list_pretrained() == sorted(w.name for w in KNOWN_WEIGHTS)
+    assert list_pretrained("facebook/*") == ["facebook/vit-mae-base", "facebook/vit-mae-huge", "facebook/vit-mae-large"]
+    assert "mae_finetuned_vit_large.pth" in list_pretrained("*large*")
+    assert list_pretrained("nothing*") == []
 
 
 def test_docs_table_lists_every_known_weight_with_its_target():

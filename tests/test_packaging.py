@@ -17,7 +17,7 @@ def test_import_pulls_in_no_optional_library():
 def test_public_api_is_exactly_all():
     public = {name for name in dir(masked_autoencoder) if not name.startswith("_")}
     submodules = {
-        "architectures",
+        "checkpoint_rules",
         "classifier",
         "config",
         "encoder",
@@ -34,6 +34,8 @@ def test_public_api_is_exactly_all():
         "precision",
         "reconstruction",
         "recompute",
+        "registry",
+        "vit",
     }
     assert public - submodules == set(masked_autoencoder.__all__) - {"__version__"}
 

@@ -1,88 +1,16 @@
-"""gelu_linear: the values and gradients of F.linear(F.gelu(.)), saving only its input; how Mlp uses it."""
+"""recomputed_in_backward, and the Mlp that uses it: the GELU's output is not kept for backward but recomputed."""
+
+import gc
+import weakref
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from masked_autoencoder.layers import Mlp
-from masked_autoencoder.recompute import gelu_linear
-
-
-def _inputs(shape: tuple[int, ...], bias: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    torch.manual_seed(0)
-    hidden = torch.randn(*shape, 12, requires_grad=True)
-    weight = torch.randn(5, 12, requires_grad=True)
-    return hidden, weight, torch.randn(5, requires_grad=True) if bias else None
-
-
-def _grads(output: torch.Tensor, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
-    wanted = [t for t in tensors if t is not None and t.requires_grad]
-    grads = iter(torch.autograd.grad(output.pow(2).sum(), wanted))
-    return [next(grads) if t is not None and t.requires_grad else None for t in tensors]
-
-
-@pytest.mark.parametrize("shape", [(7,), (2, 3), (2, 3, 4)])
-@pytest.mark.parametrize("bias", [True, False])
-def test_values_and_gradients_equal_the_two_calls(shape, bias):
-    hidden, weight, b = _inputs(shape, bias)
-    got, expected = gelu_linear(hidden, weight, b), F.linear(F.gelu(hidden), weight, b)
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)
-    for ours, theirs in zip(_grads(got, hidden, weight, b), _grads(expected, hidden, weight, b), strict=True):
-        torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
-
-
-@pytest.mark.parametrize("frozen", ["hidden", "weight"])
-def test_gradients_only_for_what_requires_them(frozen):
-    hidden, weight, bias = _inputs((2, 3))
-    {"hidden": hidden, "weight": weight}[frozen].requires_grad_(False)
-    got = _grads(gelu_linear(hidden, weight, bias), hidden, weight, bias)
-    expected = _grads(F.linear(F.gelu(hidden), weight, bias), hidden, weight, bias)
-    for ours, theirs in zip(got, expected, strict=True):
-        assert (ours is None) == (theirs is None)
-        if ours is not None:
-            torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
-
-
-def _saved_storages(run) -> set[int]:
-    saved: set[int] = set()
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        saved.add(tensor.untyped_storage().data_ptr())
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        run()
-    return saved
-
-
-def test_keeps_only_its_input_and_the_weight_for_backward():
-    hidden, weight, bias = _inputs((2, 3))
-    hidden = hidden * 1.0  # a non-leaf, as fc1's output is
-    pointers = {t.untyped_storage().data_ptr() for t in (hidden, weight)}
-    assert _saved_storages(lambda: gelu_linear(hidden, weight, bias)) == pointers
-    assert len(_saved_storages(lambda: F.linear(F.gelu(hidden), weight, bias)) - pointers) == 1  # the GELU's output
-
-
-def test_without_autograd_it_is_the_two_calls():
-    hidden, weight, bias = _inputs((2, 3))
-    with torch.no_grad():
-        out = gelu_linear(hidden, weight, bias)
-    assert out.grad_fn is None
-    torch.testing.assert_close(out, F.linear(F.gelu(hidden), weight, bias).detach(), rtol=0, atol=0)
-
-
-def test_under_bf16_autocast_it_runs_the_linear_in_bf16_with_float32_weight_gradients():
-    hidden, weight, bias = _inputs((2, 3))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = gelu_linear(hidden.bfloat16(), weight, bias)
-        expected = F.linear(F.gelu(hidden.bfloat16()), weight, bias)
-    assert got.dtype == expected.dtype == torch.bfloat16
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)
-    ours, theirs = _grads(got.float(), weight, bias), _grads(expected.float(), weight, bias)
-    for a, b in zip(ours, theirs, strict=True):
-        assert a.dtype == torch.float32
-        torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
+from masked_autoencoder.recompute import recomputed_in_backward
 
 
 def _mlp() -> tuple[Mlp, torch.Tensor]:
@@ -90,21 +18,70 @@ def _mlp() -> tuple[Mlp, torch.Tensor]:
     return Mlp(8, 32), torch.randn(2, 3, 8, requires_grad=True)
 
 
-def test_mlp_recomputes_the_gelu_in_training():
+def _written_out(mlp: Mlp, x: torch.Tensor) -> torch.Tensor:
+    return mlp.fc2(mlp.act(mlp.fc1(x)))
+
+
+def _grads(mlp: nn.Module, x: torch.Tensor, output: torch.Tensor) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(output.pow(2).sum(), [x, *mlp.parameters()]))
+
+
+def _activation_outlives_forward(mlp: Mlp, x: torch.Tensor) -> bool:
+    """Whether the GELU's output is still alive (kept by autograd) after the forward pass."""
+    refs = []
+    handle = mlp.act.register_forward_hook(lambda module, args, out: refs.append(weakref.ref(out)))
+    out = mlp(x)
+    handle.remove()
+    gc.collect()
+    alive = refs[0]() is not None
+    del out
+    return alive
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_mlp_values_and_gradients_equal_the_written_out_layers(approximate):
     mlp, x = _mlp()
-    written_out = _saved_storages(lambda: mlp.fc2(mlp.act(mlp.fc1(x))))
-    assert len(_saved_storages(lambda: mlp(x))) == len(written_out) - 1  # all but the GELU's output
+    mlp.act = nn.GELU(approximate=approximate)
+    got, expected = mlp(x), _written_out(mlp, x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    for ours, theirs in zip(_grads(mlp, x, got), _grads(mlp, x, expected), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("change", ["hook_fc2", "hook_act", "replace_fc2", "tanh_gelu"])
+def test_mlp_keeps_no_activation_for_backward_unless_told_not_to_recompute():
+    mlp, x = _mlp()
+    assert not _activation_outlives_forward(mlp, x)
+    mlp.recompute_activation = False
+    assert _activation_outlives_forward(mlp, x)
+
+
+@pytest.mark.parametrize("recompute", [True, False])
+def test_autograd_saves_the_activation_only_without_recomputation(recompute):
+    mlp, x = _mlp()
+    mlp.recompute_activation = recompute
+    activations, saved = [], []
+    mlp.act.register_forward_hook(lambda module, args, out: activations.append(out.untyped_storage().data_ptr()))
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor.untyped_storage().data_ptr())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = mlp(x)
+    assert (activations[0] in saved) is not recompute
+    del out
+
+
+@pytest.mark.parametrize("change", ["hook_fc2", "hook_act", "replace_fc2"])
 def test_mlp_runs_replaced_or_hooked_layers_as_written(change):
     mlp, x = _mlp()
     calls = []
     if change == "hook_fc2":
         mlp.fc2.register_forward_hook(lambda *args: calls.append("fc2"))
     elif change == "hook_act":
-        mlp.act.register_forward_pre_hook(lambda *args: calls.append("act"))
-    elif change == "replace_fc2":
+        # A hook that changes the output: the recomputation in backward runs it again.
+        mlp.act.register_forward_hook(lambda module, args, out: calls.append("act") or out * 2)
+    else:
 
         class Doubled(nn.Linear):  # as a LoRA or quantised replacement would: its own forward
             def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,12 +91,48 @@ def test_mlp_runs_replaced_or_hooked_layers_as_written(change):
         replaced = Doubled(32, 8)
         replaced.load_state_dict(mlp.fc2.state_dict())
         mlp.fc2 = replaced
-    else:
-        mlp.act = nn.GELU(approximate="tanh")
-    expected = mlp.fc2(mlp.act(mlp.fc1(x)))
+    expected = _written_out(mlp, x)
+    expected_grads = _grads(mlp, x, expected)
     calls.clear()
-    torch.testing.assert_close(mlp(x), expected, rtol=0, atol=0)
-    assert len(calls) == (0 if change == "tanh_gelu" else 1)
+    got = mlp(x)
+    assert len(calls) == 1
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    for ours, theirs in zip(_grads(mlp, x, got), expected_grads, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def test_under_gradient_checkpointing_and_bf16_autocast_gradients_are_unchanged():
+    mlp, x = _mlp()
+    expected = _grads(mlp, x, x + _written_out(mlp, x))
+    got = _grads(mlp, x, checkpoint(lambda t: t + mlp(t), x, use_reentrant=False))
+    for ours, theirs in zip(got, expected, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, expected = mlp(x), _written_out(mlp, x)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    for ours, theirs in zip(_grads(mlp, x, got.float()), _grads(mlp, x, expected.float()), strict=True):
+        assert ours.dtype == x.dtype
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def test_recomputed_views_keep_their_shape_strides_and_offset():
+    base = torch.randn(4, 6, requires_grad=True)
+    hidden = base * 1.0
+    activated = F.gelu(hidden)
+    with recomputed_in_backward(activated, lambda: F.gelu(hidden)):
+        out = (activated[1:, ::2] * torch.arange(3.0)).sum() + (activated.t() @ torch.ones(4)).sum()
+    again = F.gelu(base * 1.0)
+    expected = (again[1:, ::2] * torch.arange(3.0)).sum() + (again.t() @ torch.ones(4)).sum()
+    torch.testing.assert_close(torch.autograd.grad(out, base)[0], torch.autograd.grad(expected, base)[0])
+
+
+def test_without_autograd_the_mlp_is_the_written_out_layers():
+    mlp, x = _mlp()
+    with torch.no_grad():
+        out = mlp(x)
+    assert out.grad_fn is None
+    torch.testing.assert_close(out, _written_out(mlp, x).detach(), rtol=0, atol=0)
 
 
 def test_under_torch_compile_the_mlp_leaves_recomputation_to_the_compiler():
@@ -132,5 +145,5 @@ def test_under_torch_compile_the_mlp_leaves_recomputation_to_the_compiler():
 
     torch._dynamo.reset()
     compiled = torch.compile(mlp, backend=record)(x)
-    torch.testing.assert_close(compiled, mlp.fc2(mlp.act(mlp.fc1(x))), rtol=0, atol=0)
-    assert "gelu" in graphs[0] and "autograd_function_apply" not in graphs[0]
+    torch.testing.assert_close(compiled, _written_out(mlp, x), rtol=0, atol=0)
+    assert len(graphs) == 1 and "gelu" in graphs[0]

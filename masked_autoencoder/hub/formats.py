@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from .._version import __version__
-from ..architectures import num_heads_for_width
 from ..config import MAEConfig
+from ..registry import num_heads_for_width
 from .files import CheckpointFiles
-from .known_weights import OFFICIAL, OURS, TIMM, TRANSFORMERS, KnownWeights
+from .known_weights import OFFICIAL, OURS, TIMM, TRANSFORMERS, known_by_file_name, known_by_repo_id
 from .transformers_format import config_from_transformers, from_transformers_state_dict
 
+logger = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
+_TIMM_MAE_TAG = "mae"
 # The official decoder has 16 heads at every size; heads cannot be read from weights.
 _OFFICIAL_DECODER_HEADS = 16
 # A fine-tuned classifier's own keys: its linear head and, with global pooling, the norm after the pool.
@@ -32,6 +37,9 @@ class Checkpoint:
     family: str
     config: MAEConfig
     state_dict: dict[str, torch.Tensor]
+    recorded: dict[str, Any] = field(default_factory=dict)
+    """The config fields the checkpoint states (in its config.json or training arguments, or in the known
+    table for a published Hub repo), as opposed to those read from shapes, assumed or defaulted."""
 
     @property
     def has_decoder(self) -> bool:
@@ -43,15 +51,14 @@ class Checkpoint:
         return any(key.startswith(CLASSIFIER_PREFIXES) for key in self.state_dict)
 
     @property
-    def num_classes(self) -> int | None:
-        """A fine-tuned classifier's class count (the rows of ``head.weight``), else None."""
-        head = self.state_dict.get("head.weight")
-        return None if head is None else head.shape[0]
-
-    @property
-    def global_pool(self) -> bool | None:
-        """Whether a fine-tuned classifier pools its patch tokens (it has ``fc_norm``), else None."""
-        return "fc_norm.weight" in self.state_dict if self.is_classifier else None
+    def model_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments the checkpoint implies beyond its config: a fine-tuned classifier's head and pool."""
+        if not self.is_classifier:
+            return {}
+        return {
+            "num_classes": self.state_dict["head.weight"].shape[0],
+            "global_pool": "fc_norm.weight" in self.state_dict,
+        }
 
 
 def our_config_json(config: MAEConfig, model_class: str) -> dict[str, Any]:
@@ -69,21 +76,41 @@ def to_checkpoint(
     files: CheckpointFiles,
     tensors: dict[str, torch.Tensor],
     extras: dict[str, Any],
-    known: KnownWeights | None,
     overrides: dict[str, Any],
+    *,
+    from_hub: bool,
 ) -> Checkpoint:
-    """Recognise the family and convert: config.json first, then the keys. ``overrides`` may supply
-    what the weights cannot say (``num_heads``, ``decoder_num_heads``, ``img_size``)."""
+    """Recognise the family and convert: config.json first, then the keys.
+
+    Settings come, strongest first, from ``overrides`` (the caller's keywords, which may also supply what
+    the weights cannot say: ``num_heads``, ``decoder_num_heads``, ``img_size``), the known table for a
+    published Hub repo, the checkpoint's own record, and last the known table for a local file of a
+    published name: an assumption, logged.
+    """
     family = _family(files, tensors)
     try:
-        config, state_dict = _convert(family, files, tensors, extras, overrides)
+        config, state_dict, recorded = _convert(family, files, tensors, extras, overrides)
     except ValueError as err:
         raise ValueError(f"{files.source}: {err}") from err
-    if known is not None:
-        # Every published MAE weight was trained by the official code: LayerNorm eps 1e-6 (the facebook
-        # Hub configs say 1e-12), and the known table says which pixels its decoder predicts.
-        config = config.replace(norm_pix_loss=known.norm_pix_loss, layer_norm_eps=MAEConfig.layer_norm_eps)
-    return Checkpoint(files.source, family, config, state_dict)
+    published = known_by_repo_id(files.source) if from_hub else None
+    if published is not None:
+        # Every published MAE weight was trained by the official code: LayerNorm eps 1e-6 (the facebook Hub
+        # configs say 1e-12), and the known table says which pixels its decoder predicts.
+        recorded |= {"norm_pix_loss": published.norm_pix_loss, "layer_norm_eps": MAEConfig.layer_norm_eps}
+    guess = None if from_hub else known_by_file_name(files.weights.name)
+    assumed = {}
+    if guess is not None and "norm_pix_loss" not in {*recorded, *overrides}:
+        # Only official files are known by name, and read with the official eps anyway: the target is the guess.
+        assumed = {"norm_pix_loss": guess.norm_pix_loss}
+        logger.info(
+            "%s records no pixel target: assumed norm_pix_loss=%r from its file name, that of the published %s; "
+            "pass norm_pix_loss= to override",
+            files.source,
+            guess.norm_pix_loss,
+            guess.name,
+        )
+    config = config.replace(**{**recorded, **assumed, **overrides})
+    return Checkpoint(files.source, family, config, state_dict, recorded)
 
 
 def _convert(
@@ -92,19 +119,32 @@ def _convert(
     tensors: dict[str, torch.Tensor],
     extras: dict[str, Any],
     overrides: dict[str, Any],
-) -> tuple[MAEConfig, dict[str, torch.Tensor]]:
+) -> tuple[MAEConfig, dict[str, torch.Tensor], dict[str, Any]]:
+    """The config, our keys, and the config fields the checkpoint records."""
+    written = files.config or {}
     if family == TRANSFORMERS:
         if files.config is None:
             raise ValueError("transformers ViTMAE weights need their config.json beside them")
         # ViTMAEModel (encoder only) saves its keys without the "vit." of ViTMAEForPreTraining.
         tensors = {f"vit.{k}" if k.startswith(_BARE_ENCODER) else k: v for k, v in tensors.items()}
-        return config_from_transformers(files.config), from_transformers_state_dict(tensors)
+        config, state_dict = config_from_transformers(written), from_transformers_state_dict(tensors)
+        # Not layer_norm_eps: the published configs say 1e-12, but the weights were trained with 1e-6.
+        fields = (
+            "num_heads",
+            "norm_pix_loss",
+            *(("decoder_num_heads",) if "decoder_embed.weight" in state_dict else ()),
+        )
+        return config, state_dict, {f: getattr(config, f) for f in fields}
     if family == OURS:
-        assert files.config is not None
-        _check_our_format(files.config)
-        return MAEConfig.from_dict(files.config["config"]), tensors
+        _check_our_format(written)
+        config = MAEConfig.from_dict(written["config"])
+        return config, tensors, dataclasses.asdict(config)
     config = _config_from_weights(tensors, overrides)
-    return _with_training_args(config, extras), tensors
+    if family == TIMM:
+        # timm tags its MAE encoders "mae": the official normalized-pixel pre-training (mae_pretrain_vit_*.pth).
+        tag = (written.get("pretrained_cfg") or {}).get("tag")
+        return config, tensors, {"norm_pix_loss": True} if tag == _TIMM_MAE_TAG else {}
+    return config, tensors, _training_args(extras)
 
 
 def _family(files: CheckpointFiles, tensors: dict[str, torch.Tensor]) -> str:
@@ -176,8 +216,7 @@ def _image_size(pos_embed: torch.Tensor, patch: tuple[int, int]) -> int | tuple[
     return grid * patch[0] if patch[0] == patch[1] else (grid * patch[0], grid * patch[1])
 
 
-def _with_training_args(config: MAEConfig, extras: dict[str, Any]) -> MAEConfig:
-    """Official training checkpoints keep their argparse ``args``: take the pixel target and mask ratio from them."""
+def _training_args(extras: dict[str, Any]) -> dict[str, Any]:
+    """Official training checkpoints keep their argparse ``args``: the pixel target and mask ratio they record."""
     args = vars(extras["args"]) if hasattr(extras.get("args"), "__dict__") else {}
-    fields = {name: args[name] for name in ("norm_pix_loss", "mask_ratio") if name in args}
-    return config.replace(**fields)
+    return {name: args[name] for name in ("norm_pix_loss", "mask_ratio") if name in args}

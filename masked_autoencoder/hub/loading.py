@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from .._validation import require
+from ..checkpoint_rules import CheckpointRules
 from ..config import MAEConfig
 from ..pos_embed import resize_pos_embed, sincos_pos_embed_2d
 from .formats import CLASSIFIER_PREFIXES, Checkpoint
@@ -21,9 +21,6 @@ from .formats import CLASSIFIER_PREFIXES, Checkpoint
 logger = logging.getLogger(__name__)
 
 _POSITION_TABLES = ("pos_embed", "decoder_pos_embed")
-# Checkpoint modules dropped when the model has none of their keys: the decoder (in an encoder or a
-# classifier), the pre-training norm (in a global-pool classifier, which normalises the pooled features instead).
-_DROPPABLE = (("decoder_", "mask_token"), ("norm.",))
 # A stored sin-cos table may have passed through fp16 or bf16; anything further off was learned.
 _SINCOS_ATOL = 1e-2
 _PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
@@ -40,10 +37,9 @@ class LoadPlan:
     unexpected: list[str]
     """Checkpoint keys the model has no place for (ignored; only with ``strict=False``)."""
     dropped: list[str]
-    """Checkpoint keys left out by design: a decoder in an encoder; the pre-training norm, or a head for
-    another class count, in a classifier."""
-    new_head: list[str]
-    """A classifier's ``head.*`` / ``fc_norm.*`` keys the checkpoint does not supply: freshly initialised, by design."""
+    """Checkpoint keys left out by design (the model's ``unused`` rules, or a ``fresh`` key of another shape)."""
+    fresh: list[str]
+    """Model keys the checkpoint does not supply that start fresh by design (the model's ``fresh`` rules)."""
     regenerated: list[str]
     """Sin-cos position tables rebuilt exactly for the model's grid (the checkpoint's was for another image size)."""
     interpolated: list[str]
@@ -52,47 +48,48 @@ class LoadPlan:
     @property
     def complete(self) -> bool:
         """Whether the checkpoint supplies every model key, so that the model can be loaded strictly."""
-        return not self.missing and not self.new_head
+        return not self.missing and not self.fresh
 
 
 def plan_load(
     checkpoint: Checkpoint,
     expected: dict[str, torch.Tensor],
     config: MAEConfig,
+    rules: CheckpointRules,
     *,
     strict: bool,
     interpolate_sincos: bool = False,
 ) -> LoadPlan:
     """Match a checkpoint to a model's ``state_dict`` (shapes only, meta tensors are fine) or raise ``ValueError``.
 
-    A model with ``head.*`` keys is a classifier: it learns its position table (a table of another
-    grid is interpolated) and may start with a fresh head. ``interpolate_sincos`` (classifiers
-    only) interpolates sin-cos tables too, as the official fine-tuning code, instead of regenerating them.
+    ``rules`` are the model's own (``model.checkpoint_rules``): which tables it learns, which of its keys
+    may start fresh, which checkpoint keys it has no place for. ``interpolate_sincos`` (models that learn
+    their position table only) interpolates sin-cos tables too, as the official fine-tuning code, instead
+    of regenerating them.
     """
     source, state = checkpoint.source, dict(checkpoint.state_dict)
-    classifier = any(key.startswith(CLASSIFIER_PREFIXES) for key in expected)
-    if checkpoint.is_classifier and not classifier:
+    if checkpoint.is_classifier and not set(CLASSIFIER_PREFIXES) & set(rules.fresh):
         raise ValueError(
             f"{source} holds a fine-tuned classifier (head.*, fc_norm.*), not MAE pre-training weights: "
             "it has no decoder and its final norm was replaced; load it with MAEViTClassifier"
         )
     require(
-        classifier or not interpolate_sincos,
+        bool(rules.learned_tables) or not interpolate_sincos,
         "interpolate_sincos",
         interpolate_sincos,
         "False for a model with fixed sin-cos tables (only a classifier learns its position table)",
     )
-    dropped = sorted(key for key in state if _left_out(key, state[key], expected))
+    dropped = sorted(key for key in state if _left_out(key, state[key], expected, rules))
     for key in dropped:
         del state[key]
     regenerated, interpolated = _fit_position_tables(
-        checkpoint, state, expected, config, learned=classifier, interpolate_sincos=interpolate_sincos
+        checkpoint, state, expected, config, rules, interpolate_sincos=interpolate_sincos
     )
     _check_shapes(source, state, expected)
     unexpected = sorted(state.keys() - expected.keys())
     absent = sorted(expected.keys() - state.keys())
-    new_head = [key for key in absent if key.startswith(CLASSIFIER_PREFIXES)]
-    missing = [key for key in absent if key not in new_head]
+    fresh = [key for key in absent if key.startswith(rules.fresh)]
+    missing = [key for key in absent if key not in fresh]
     if strict and (unexpected or missing):
         raise ValueError(
             f"{source} does not match the model: missing {summarize_keys(missing)}, unexpected "
@@ -102,39 +99,30 @@ def plan_load(
         )
     # A cast is a copy only where the checkpoint's dtype differs (e.g. fp16 files into a float32 model).
     tensors = {k: v.to(expected[k].dtype) for k, v in state.items() if k in expected}
-    return LoadPlan(tensors, missing, unexpected, dropped, new_head, regenerated, interpolated)
+    return LoadPlan(tensors, missing, unexpected, dropped, fresh, regenerated, interpolated)
 
 
-def assign_tensors(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Make ``state``'s tensors the model's parameters and buffers, as ``load_state_dict(..., assign=True)``.
-
-    Keys and shapes must have been matched by :func:`plan_load`; parameters keep their ``requires_grad``.
-    Without load_state_dict's per-module Python (10 ms of a ViT-L's 45 ms load), unless a module
-    customises loading (a load hook or its own ``_load_from_state_dict``): then it is load_state_dict.
-    """
-    modules = dict(model.named_modules())
-    if any(_customises_loading(module) for module in modules.values()):
-        model.load_state_dict(state, strict=False, assign=True)
+def check_settings(checkpoint: Checkpoint, config: MAEConfig, rules: CheckpointRules, *, strict: bool) -> None:
+    """Refuse (or with ``strict=False`` warn about) a checkpoint that records other settings than the model's."""
+    differ = [
+        f"{name}: checkpoint {checkpoint.recorded[name]!r}, model {getattr(config, name)!r}"
+        for name in rules.settings
+        if name in checkpoint.recorded and checkpoint.recorded[name] != getattr(config, name)
+    ]
+    if not differ:
         return
-    for key, tensor in state.items():
-        owner_name, _, name = key.rpartition(".")
-        owner = modules[owner_name]
-        old = owner._parameters.get(name)
-        setattr(owner, name, tensor if old is None else nn.Parameter(tensor, requires_grad=old.requires_grad))
+    message = f"{checkpoint.source} records other settings than the model's: {'; '.join(differ)}"
+    if strict:
+        raise ValueError(f"{message}. Load it with from_pretrained to get its settings, or pass strict=False.")
+    warnings.warn(f"{message}; loaded with strict=False: the model keeps its own.", stacklevel=_caller_stacklevel())
 
 
-def _customises_loading(module: nn.Module) -> bool:
-    overridden = type(module)._load_from_state_dict is not nn.Module._load_from_state_dict
-    return overridden or bool(module._load_state_dict_pre_hooks or module._load_state_dict_post_hooks)
-
-
-def _left_out(key: str, tensor: torch.Tensor, expected: dict[str, torch.Tensor]) -> bool:
-    """Whether a checkpoint key is dropped by design: a module the model does not have, or a head of another size."""
-    for group in _DROPPABLE:
-        if key.startswith(group):
-            return not any(other.startswith(group) for other in expected)
+def _left_out(key: str, tensor: torch.Tensor, expected: dict[str, torch.Tensor], rules: CheckpointRules) -> bool:
+    """Whether a checkpoint key is dropped by design: the model has no place for it, or it is fresh in another shape."""
+    if key.startswith(rules.unused):
+        return True
     # As the official fine-tuning code: a head for another number of classes is replaced by a fresh one.
-    return key.startswith("head.") and key in expected and tensor.shape != expected[key].shape
+    return key.startswith(rules.fresh) and key in expected and tensor.shape != expected[key].shape
 
 
 def _fit_position_tables(
@@ -142,14 +130,14 @@ def _fit_position_tables(
     state: dict[str, torch.Tensor],
     expected: dict[str, torch.Tensor],
     config: MAEConfig,
+    rules: CheckpointRules,
     *,
-    learned: bool,
     interpolate_sincos: bool,
 ) -> tuple[list[str], list[str]]:
     """Fit, in ``state``, the position tables stored for another grid; returns the (regenerated, interpolated) keys.
 
     Sin-cos tables of pre-training are regenerated exactly; other tables (a fine-tuned classifier's)
-    are interpolated, only into a model that ``learned`` its table; ``interpolate_sincos`` interpolates every table.
+    are interpolated, only into a table the model learns; ``interpolate_sincos`` interpolates every table.
     """
     regenerated, interpolated = [], []
     for key in _POSITION_TABLES:
@@ -162,7 +150,7 @@ def _fit_position_tables(
             state[key] = sincos_pos_embed_2d(stored.shape[-1], config.grid_size, cls_token=True)[None]
             regenerated.append(key)
             continue
-        if not learned:
+        if key not in rules.learned_tables:
             raise ValueError(
                 f"{name} of shape {tuple(stored.shape)} is a learned table, not the sin-cos one: it cannot be "
                 f"used for the grid {config.grid_size}; build the model with the checkpoint's image size"
@@ -219,8 +207,8 @@ def report(plan: LoadPlan, source: str) -> None:
         )
     if plan.dropped:
         logger.info("Loaded %s; left out by design: %s", source, summarize_keys(plan.dropped))
-    if plan.new_head:
-        logger.info("Loaded %s; a new classifier head, freshly initialised: %s", source, summarize_keys(plan.new_head))
+    if plan.fresh:
+        logger.info("Loaded %s; freshly initialised by design: %s", source, summarize_keys(plan.fresh))
     if plan.regenerated or plan.interpolated:
         logger.info(
             "Loaded %s; position tables for the model's grid: regenerated (sin-cos) %s, interpolated %s",

@@ -1,0 +1,99 @@
+"""Load a checkpoint of any family into a new model or an existing one: the functions behind the models' mixin."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from ..config import MAEConfig
+from .files import locate, read_weights
+from .formats import Checkpoint, to_checkpoint
+from .loading import check_settings, plan_load, report
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
+_CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(MAEConfig))
+
+
+def read_checkpoint(
+    name_or_path: str | Path,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Checkpoint:
+    """Find, read and convert a checkpoint of any known family into our config and keys.
+
+    ``overrides``: config fields that win over what the checkpoint says or implies.
+    """
+    files = locate(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
+    tensors, extras = read_weights(files.weights)
+    from_hub = not Path(name_or_path).expanduser().exists()
+    return to_checkpoint(files, tensors, extras, overrides or {}, from_hub=from_hub)
+
+
+def load_model(
+    model_class: type[ModelT],
+    name_or_path: str | Path,
+    *,
+    revision: str | None,
+    cache_dir: str | Path | None,
+    token: str | bool | None,
+    map_location: str | torch.device,
+    strict: bool,
+    mmap: bool,
+    interpolate_sincos: bool,
+    kwargs: dict[str, Any],
+) -> ModelT:
+    """A new ``model_class`` with a checkpoint's weights, in eval mode (see the models' ``from_pretrained``).
+
+    ``kwargs``: config fields (overrides) and the class's own constructor arguments, told apart by name.
+    """
+    overrides = {key: value for key, value in kwargs.items() if key in _CONFIG_FIELDS}
+    options = {key: value for key, value in kwargs.items() if key not in _CONFIG_FIELDS}
+    checkpoint = read_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir, token=token, overrides=overrides)
+    accepted = inspect.signature(model_class).parameters
+    options = {**{k: v for k, v in checkpoint.model_kwargs.items() if k in accepted}, **options}
+    with torch.device("meta"):  # shapes only: no memory, and our own init is skipped on meta
+        model = model_class(checkpoint.config, **options)
+    rules = model.checkpoint_rules
+    plan = plan_load(
+        checkpoint, model.state_dict(), checkpoint.config, rules, strict=strict, interpolate_sincos=interpolate_sincos
+    )
+    if not plan.complete:
+        model = model_class(checkpoint.config, **options)  # the official init for what the checkpoint lacks
+    state = {key: tensor.to(map_location, copy=not mmap) for key, tensor in plan.state_dict.items()}
+    # assign: the checkpoint's tensors (mapped pages, with mmap) become the parameters, without a copy.
+    model.load_state_dict(state, strict=plan.complete, assign=True)
+    report(plan, checkpoint.source)
+    # Complete: every tensor was just assigned on map_location. Otherwise fresh ones are still on the CPU.
+    return (model if plan.complete else model.to(map_location)).eval()
+
+
+def load_into(
+    model: nn.Module,
+    name_or_path: str | Path,
+    *,
+    revision: str | None,
+    cache_dir: str | Path | None,
+    token: str | bool | None,
+    strict: bool,
+    interpolate_sincos: bool,
+) -> None:
+    """Load a checkpoint's weights into an existing model; everything is checked first (see ``load_pretrained``)."""
+    config: MAEConfig = model.config  # type: ignore[assignment]
+    rules = model.checkpoint_rules  # type: ignore[attr-defined]
+    # Heads cannot be read from official weights: the model's own are assumed there (and checked where recorded).
+    heads = {"num_heads": config.num_heads, "decoder_num_heads": config.decoder_num_heads}
+    checkpoint = read_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir, token=token, overrides=heads)
+    check_settings(checkpoint, config, rules, strict=strict)
+    plan = plan_load(
+        checkpoint, model.state_dict(), config, rules, strict=strict, interpolate_sincos=interpolate_sincos
+    )
+    model.load_state_dict(plan.state_dict, strict=plan.complete)
+    report(plan, checkpoint.source)

@@ -1,0 +1,195 @@
+"""VisionTransformer: the ViT trunk that the MAE encoder and the fine-tuning classifier share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from ._validation import describe, require
+from .checkpoint_rules import CheckpointRules
+from .config import MAEConfig
+from .hub.mixin import PretrainedMixin
+from .layers import Mlp, PatchEmbed, build_blocks, init_vit_weights, run_block
+from .patches import patch_grid
+from .pos_embed import position_table_for_grid, resize_pos_embed, sincos_pos_embed_2d
+
+_CLS_STD = 0.02
+_POOLS = ("token", "avg")
+_FORMATS = ("NCHW", "NLC")
+
+
+class VisionTransformer(PretrainedMixin, nn.Module):
+    """A ViT: patch embedding, class token, 2-D position table, pre-norm blocks and, optionally, a final norm.
+
+    Keys: ``patch_embed.proj.*``, ``cls_token``, ``pos_embed``, ``blocks.N.*`` and ``norm.*`` (with
+    ``final_norm``): the official and timm ViT keys. The position table starts as the 2-D sin-cos table
+    of the config's grid; it is a fixed buffer, regenerated exactly for other grids, or with
+    ``learned_position_table`` a parameter, interpolated (bicubic) for other grids. Every ``forward*``
+    takes images (B, C, H, W) of any size divisible by the patch and checks them first. Not built
+    directly: :class:`MAEEncoder` and :class:`MAEViTClassifier` are its two forms.
+    """
+
+    def __init__(
+        self, config: MAEConfig, *, learned_position_table: bool, final_norm: bool, drop_path_rate: float
+    ) -> None:
+        super().__init__()
+        ok_rate = isinstance(drop_path_rate, (int, float)) and 0.0 <= drop_path_rate < 1.0
+        require(ok_rate, "drop_path_rate", repr(drop_path_rate), "a number in [0, 1)")
+        self.config = config
+        self.learned_position_table = learned_position_table
+        dim = config.embed_dim
+        self.patch_embed = PatchEmbed(config.patch_hw, config.in_chans, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        table = sincos_pos_embed_2d(dim, config.grid_size, cls_token=True)[None]
+        if learned_position_table:
+            self.pos_embed = nn.Parameter(table)
+        else:  # fixed, but saved: official checkpoints hold it and load strictly
+            self.register_buffer("pos_embed", table)
+        self.blocks = build_blocks(
+            dim, config.depth, config.num_heads, config.mlp_ratio, config.layer_norm_eps, drop_path_rate
+        )
+        self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps) if final_norm else None
+        self.grad_checkpointing = False
+        if not self.cls_token.is_meta:  # a model built on meta for loading has nothing to initialise
+            nn.init.normal_(self.cls_token, std=_CLS_STD)
+            self.apply(init_vit_weights)
+
+    @property
+    def checkpoint_rules(self) -> CheckpointRules:
+        """How checkpoints map onto this model (see :class:`CheckpointRules`)."""
+        return CheckpointRules(
+            learned_tables=("pos_embed",) if self.learned_position_table else (),
+            settings=("num_heads", "layer_norm_eps"),
+        )
+
+    def grid_of(self, imgs: torch.Tensor) -> tuple[int, int]:
+        """Check an image batch for this model and return its patch grid. imgs: (B, C, H, W) -> (H / P_h, W / P_w)."""
+        grid = patch_grid(imgs, self.config.patch_hw, self.config.in_chans)
+        require(imgs.is_floating_point(), "imgs", describe(imgs), "a floating-point tensor")
+        return grid
+
+    def position_table(self, grid: tuple[int, int]) -> torch.Tensor:
+        """The position table for a patch grid, class row first: (1, 1 + h*w, D)."""
+        if self.learned_position_table:
+            return resize_pos_embed(self.pos_embed, grid, self.config.grid_size)
+        return position_table_for_grid(self.pos_embed, self.config.grid_size, grid)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward instead of storing them (every block of the model).
+
+        The MLPs' own GELU recomputation is then redundant and turned off (see :class:`Mlp`).
+        """
+        self.grad_checkpointing = enable
+        for module in self.modules():
+            if isinstance(module, Mlp):
+                module.recompute_activation = not enable
+
+    def run_blocks(self, tokens: torch.Tensor, blocks: nn.ModuleList | None = None) -> torch.Tensor:
+        """Run the encoder's (or the given) blocks, without any final norm. tokens: (B, N, D) -> (B, N, D)."""
+        for block in self.blocks if blocks is None else blocks:
+            tokens = run_block(block, tokens, self.grad_checkpointing)
+        return tokens
+
+    def final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The final norm where the model has one, else the tokens unchanged. (..., D) -> (..., D)."""
+        return tokens if self.norm is None else self.norm(tokens)
+
+    def transform(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Run the blocks and the final norm. tokens: (B, N, D) -> (B, N, D)."""
+        return self.final_norm(self.run_blocks(tokens))
+
+    def embed(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check the images, then embed them: patch tokens with positions (B, L, D), class token with its (B, 1, D)."""
+        patches, cls, _ = self._embed(imgs)
+        return patches, cls
+
+    def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
+        """Encode every patch. imgs: (B, C, H, W) -> tokens (B, 1 + L, D), class token first, after the final norm."""
+        tokens, _ = self._embed_all(imgs)
+        return self.transform(tokens)
+
+    def forward_pooled(self, imgs: torch.Tensor, pool: str = "token") -> torch.Tensor:
+        """One feature vector per image. imgs: (B, C, H, W) -> (B, D).
+
+        ``pool="token"``: the class token of :meth:`forward_features` (the paper's linear-probe feature).
+        ``pool="avg"``: the mean of the patch tokens as they leave the last block, then the final norm
+        (the paper's fine-tuning global pool, with the pretrained norm in the place of ``fc_norm``).
+        A model without a final norm returns the tokens as they leave the last block.
+        """
+        require(pool in _POOLS, "pool", repr(pool), f"one of {_POOLS}")
+        tokens, _ = self._embed_all(imgs)
+        tokens = self.run_blocks(tokens)
+        return self.final_norm(tokens[:, 0] if pool == "token" else tokens[:, 1:].mean(dim=1))
+
+    def forward_intermediates(
+        self,
+        imgs: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        *,
+        norm: bool = False,
+        output_fmt: str = "NCHW",
+        return_prefix_tokens: bool = False,
+        intermediates_only: bool = False,
+        stop_early: bool = False,
+    ) -> Any:
+        """The outputs of chosen blocks, for dense heads, with the semantics of timm's method of the same name.
+
+        ``indices``: None for every block, an int n for the last n, or block indices (negative
+        from the end). Each output is the patch tokens as a map (B, D, H/P, W/P) for ``"NCHW"``, or
+        (B, L, D) for ``"NLC"``; with ``return_prefix_tokens`` a pair (patches, class token (B, 1, D)).
+        ``norm`` applies the final norm (if the model has one) to each. Returns ``(final tokens
+        (B, 1 + L, D), outputs)``, or only the outputs with ``intermediates_only``; ``stop_early``
+        skips blocks after the last index.
+        """
+        take = _block_indices(len(self.blocks), indices)
+        require(output_fmt in _FORMATS, "output_fmt", repr(output_fmt), f"one of {_FORMATS}")
+        tokens, grid = self._embed_all(imgs)
+        outputs: list[Any] = []
+        last = max(take) if stop_early or intermediates_only else len(self.blocks) - 1
+        for index, block in enumerate(self.blocks[: last + 1]):
+            tokens = run_block(block, tokens, self.grad_checkpointing)
+            if index in take:
+                shown = self.final_norm(tokens) if norm else tokens
+                outputs.append(_as_output(shown, grid, output_fmt, return_prefix_tokens))
+        return outputs if intermediates_only else (self.final_norm(tokens), outputs)
+
+    def _embed(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """Check the images, then embed: patches (B, L, D) and class token (B, 1, D), with positions, and the grid."""
+        grid = self.grid_of(imgs)  # before any computation: bad input is our ValueError, not a conv error
+        patches = self.patch_embed(imgs)
+        table = self.position_table(grid)
+        cls = (self.cls_token + table[:, :1]).expand(patches.shape[0], -1, -1)
+        return patches + table[:, 1:], cls, grid
+
+    def _embed_all(self, imgs: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """:meth:`_embed` with the class token in front: tokens (B, 1 + L, D), and the grid."""
+        patches, cls, grid = self._embed(imgs)
+        return torch.cat([cls, patches], dim=1), grid
+
+
+def _block_indices(depth: int, indices: int | Sequence[int] | None) -> list[int]:
+    """timm's convention: None -> every block, n -> the last n, a sequence -> those (negative from the end)."""
+    if indices is None:
+        return list(range(depth))
+    if isinstance(indices, int):
+        require(0 < indices <= depth, "indices", indices, f"a count of last blocks in [1, {depth}]")
+        return list(range(depth - indices, depth))
+    taken = []
+    for index in indices:
+        ok = isinstance(index, int) and -depth <= index < depth
+        require(ok, "indices", list(indices), f"block indices in [{-depth}, {depth - 1}]")
+        taken.append(index % depth)
+    require(bool(taken), "indices", list(indices), "at least one block index")
+    return taken
+
+
+def _as_output(tokens: torch.Tensor, grid: tuple[int, int], output_fmt: str, with_prefix: bool) -> Any:
+    """Split off the class token and lay the patch tokens out as asked. tokens: (B, 1 + L, D)."""
+    patches = tokens[:, 1:]
+    if output_fmt == "NCHW":
+        patches = rearrange(patches, "b (h w) d -> b d h w", h=grid[0], w=grid[1]).contiguous()
+    return (patches, tokens[:, :1]) if with_prefix else patches
