@@ -43,6 +43,13 @@ def mae_loss(
     require(target.shape == pred.shape, "target", describe(target), f"the shape of pred {tuple(pred.shape)}")
     ok_mask = isinstance(mask, torch.Tensor) and tuple(mask.shape) == tuple(pred.shape[:2])
     require(ok_mask, "mask", describe(mask), f"a tensor of shape {tuple(pred.shape[:2])} (B, L)")
+    return masked_mse(pred, target, mask, norm_pix_loss, eps)
+
+
+def masked_mse(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_pix_loss: bool, eps: float = NORM_PIX_EPS
+) -> torch.Tensor:
+    """:func:`mae_loss` of inputs already checked (the model's inner path). (B, L, N), (B, L, N), (B, L) -> ()."""
     compute = torch.promote_types(pred.dtype, torch.float32)
     pred, target, mask = pred.to(compute), target.to(compute), mask.to(compute)
     if norm_pix_loss:

@@ -13,9 +13,9 @@ from .checkpoint_rules import CheckpointRules
 from .config import MAEConfig
 from .encoder import MAEEncoder
 from .layers import build_blocks, init_vit_weights
-from .loss import mae_loss
+from .loss import mae_loss, masked_mse
 from .masking import gather_tokens
-from .patches import patchify
+from .patches import patchify, to_patches
 from .pos_embed import position_table_for_grid, sincos_pos_embed_2d
 
 _MASK_TOKEN_STD = 0.02
@@ -104,7 +104,7 @@ class MaskedAutoencoderViT(MAEEncoder):
         """
         latent, masked, grid = self._encode_kept(imgs, mask_ratio, noise=noise, mask=mask, generator=generator)
         pred = self._decode(latent, masked.ids_restore, grid)
-        loss = mae_loss(pred, patchify(imgs, self.config.patch_hw), masked.mask, self.config.norm_pix_loss)
+        loss = masked_mse(pred, to_patches(imgs, self.config.patch_hw), masked.mask, self.config.norm_pix_loss)
         return MAEOutput(loss, pred, masked.mask, masked.ids_restore, latent)
 
     def _decode(self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

@@ -40,8 +40,12 @@ def patchify(imgs: torch.Tensor, patch_size: int | tuple[int, int]) -> torch.Ten
     imgs: (B, C, H, W) -> (B, L, P_h*P_w*C) with L = (H / P_h) * (W / P_w), patches row-major.
     """
     patch_grid(imgs, patch_size)
-    patch_h, patch_w = to_pair(patch_size, "patch_size")
-    return rearrange(imgs, _PATCHIFY, p=patch_h, q=patch_w)
+    return to_patches(imgs, to_pair(patch_size, "patch_size"))
+
+
+def to_patches(imgs: torch.Tensor, patch_hw: tuple[int, int]) -> torch.Tensor:
+    """:func:`patchify` of images already checked (the models' inner path). (B, C, H, W) -> (B, L, P_h*P_w*C)."""
+    return rearrange(imgs, _PATCHIFY, p=patch_hw[0], q=patch_hw[1])
 
 
 def unpatchify(

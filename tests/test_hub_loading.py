@@ -373,3 +373,16 @@ def test_paper_size_checkpoints_of_every_family_parse_to_the_paper_config(name, 
     assert checkpoint.config == model_config(name, norm_pix_loss=family in ("official", "timm"))
     plan = plan_load(checkpoint, state_dict, checkpoint.config, model.checkpoint_rules, strict=True)
     assert not plan.missing and not plan.unexpected and plan.state_dict.keys() == state_dict.keys()
+
+
+@pytest.mark.parametrize("cls", [MaskedAutoencoderViT, MAEEncoder])
+def test_from_pretrained_and_pretrained_factories_return_eval_mode(tmp_path, cls):
+    folder = tiny_model().save_pretrained(tmp_path / "saved")
+    loaded = cls.from_pretrained(folder)
+    assert not any(module.training for module in loaded.modules())
+
+
+def test_pretrained_factories_return_eval_mode(tmp_path):
+    folder = create_model("mae_vit_tiny", img_size=32).save_pretrained(tmp_path / "tiny")
+    assert not create_model("mae_vit_tiny", pretrained=folder).training
+    assert not create_model("mae_vit_tiny", pretrained=folder, encoder_only=True).training
