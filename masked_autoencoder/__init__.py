@@ -25,7 +25,7 @@ from .factory import (
 from .hub.known_weights import list_pretrained
 from .linear_probe import LinearProbe, linear_probe_head
 from .loss import mae_loss, normalized_pixels
-from .masking import MaskingOutput, RandomMasking
+from .masking import BlockMasking, GridMasking, MaskingOutput, MaskingStrategy, RandomMasking
 from .model import MAEOutput, MaskedAutoencoderViT
 from .optim import param_groups_lrd
 from .patches import patchify, unpatchify
@@ -35,7 +35,9 @@ from .reconstruction import Reconstruction, reconstruct
 from .registry import list_models, model_config
 
 __all__ = [
+    "BlockMasking",
     "CheckpointRules",
+    "GridMasking",
     "LinearProbe",
     "MAEConfig",
     "MAEEncoder",
@@ -43,6 +45,7 @@ __all__ = [
     "MAEViTClassifier",
     "MaskedAutoencoderViT",
     "MaskingOutput",
+    "MaskingStrategy",
     "RandomMasking",
     "Reconstruction",
     "__version__",

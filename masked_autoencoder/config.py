@@ -104,6 +104,12 @@ class MAEConfig:
         return dataclasses.replace(self, **overrides)
 
 
+def split_config_fields(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Keyword arguments told apart by name: (:class:`MAEConfig` fields, the rest: a model's own arguments)."""
+    names = {f.name for f in dataclasses.fields(MAEConfig)}
+    return {k: v for k, v in kwargs.items() if k in names}, {k: v for k, v in kwargs.items() if k not in names}
+
+
 def _require_known_fields(values: dict[str, Any]) -> None:
     known = {f.name for f in dataclasses.fields(MAEConfig)}
     unknown = sorted(set(values) - known)

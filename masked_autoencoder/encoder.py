@@ -6,9 +6,10 @@ from typing import Any
 
 import torch
 
+from ._validation import require
 from .checkpoint_rules import CheckpointRules
 from .config import MAEConfig, resolve_config
-from .masking import MaskingOutput, RandomMasking
+from .masking import MaskingOutput, MaskingStrategy, RandomMasking
 from .vit import VisionTransformer
 
 # Pre-training checkpoint keys that belong to the decoder: an encoder has no place for them.
@@ -24,13 +25,22 @@ class MAEEncoder(VisionTransformer):
     Build it from an :class:`MAEConfig`, keyword overrides, or both, or load weights with
     :meth:`from_pretrained` (which takes a full MAE's checkpoint too: the decoder is left out).
     ``drop_path_rate`` (stochastic depth, for fine-tuning) rises linearly over the blocks, as in the
-    official fine-tuning code.
+    official fine-tuning code. ``masking``: how pre-training chooses the removed patches, a
+    :class:`MaskingStrategy` (default: :class:`RandomMasking` at the config's ``mask_ratio``, the paper's).
     """
 
-    def __init__(self, config: MAEConfig | None = None, *, drop_path_rate: float = 0.0, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: MAEConfig | None = None,
+        *,
+        drop_path_rate: float = 0.0,
+        masking: MaskingStrategy | None = None,
+        **overrides: Any,
+    ) -> None:
         config = resolve_config(config, overrides)
         super().__init__(config, learned_position_table=False, final_norm=True, drop_path_rate=drop_path_rate)
-        self.masking = RandomMasking(config.mask_ratio)
+        _check_masking(masking)
+        self.masking = RandomMasking(config.mask_ratio) if masking is None else masking
 
     @property
     def checkpoint_rules(self) -> CheckpointRules:
@@ -45,14 +55,17 @@ class MAEEncoder(VisionTransformer):
         noise: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        masking: MaskingStrategy | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode only the kept patches, as in pre-training (the official method's signature and result).
 
         imgs: (B, C, H, W) -> latent (B, 1 + K, D) (class token first), mask (B, L) (1 = removed)
-        and ids_restore (B, L). The masking arguments are those of :class:`RandomMasking`;
-        ``mask_ratio`` defaults to the config's.
+        and ids_restore (B, L). The masking arguments are those of :class:`MaskingStrategy`;
+        ``mask_ratio`` defaults to the strategy's; ``masking`` replaces the model's strategy for this call.
         """
-        latent, masked, _ = self._encode_kept(imgs, mask_ratio, noise=noise, mask=mask, generator=generator)
+        latent, masked, _ = self._encode_kept(
+            imgs, mask_ratio, noise=noise, mask=mask, generator=generator, masking=masking
+        )
         return latent, masked.mask, masked.ids_restore
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -63,10 +76,19 @@ class MAEEncoder(VisionTransformer):
         self,
         imgs: torch.Tensor,
         mask_ratio: float | None,
-        **masking: Any,
+        *,
+        masking: MaskingStrategy | None,
+        **masking_args: Any,
     ) -> tuple[torch.Tensor, MaskingOutput, tuple[int, int]]:
         """Check, embed, mask and encode: latent (B, 1 + K, D), the masking, and the patch grid."""
+        _check_masking(masking)
         patches, cls, grid = self._embed(imgs)
-        masked = self.masking(patches, mask_ratio=mask_ratio, **masking)
+        strategy = self.masking if masking is None else masking
+        masked = strategy(patches, grid=grid, mask_ratio=mask_ratio, **masking_args)
         latent = self.transform(torch.cat([cls, masked.kept], dim=1))
         return latent, masked, grid
+
+
+def _check_masking(masking: object) -> None:
+    ok = masking is None or isinstance(masking, MaskingStrategy)
+    require(ok, "masking", type(masking).__name__, "None or a MaskingStrategy (RandomMasking, BlockMasking, ...)")

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from ._validation import require
 from .classifier import GLOBAL_POOL, NUM_CLASSES, MAEViTClassifier
+from .config import split_config_fields
 from .encoder import MAEEncoder
 from .model import MaskedAutoencoderViT
 from .registry import Architecture, architecture, model_config
@@ -24,13 +25,15 @@ def create_model(
 
     ``pretrained``: False for fresh (official) initialisation, True for the architecture's default
     published weights (the full facebook/vit-mae-* models), or any repo id or path that
-    ``from_pretrained`` reads; the weights must be of this architecture. Overrides change config fields.
+    ``from_pretrained`` reads; the weights must be of this architecture. Keywords are config fields
+    (overrides) or the model's own arguments (``masking=``, ``drop_path_rate=``), told apart by name.
     A pretrained model is returned in eval mode, as ``from_pretrained`` returns it.
     """
     arch = architecture(name)
     model_class = MAEEncoder if encoder_only else MaskedAutoencoderViT
     if not pretrained:
-        return model_class(model_config(name, **overrides))
+        fields, options = split_config_fields(overrides)
+        return model_class(model_config(name, **fields), **options)
     return _load_checked(model_class, arch, arch.pretrained if pretrained is True else pretrained, overrides)
 
 

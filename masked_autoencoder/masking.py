@@ -1,9 +1,10 @@
-"""RandomMasking: which patches the encoder sees, as the official per-sample shuffle."""
+"""Masking strategies: which patches the encoder sees (random as the official shuffle, block-wise, grid-wise)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -35,13 +36,16 @@ def gather_tokens(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return torch.gather(tokens, 1, ids.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
-class RandomMasking(nn.Module):
-    """Per-sample uniform random masking without replacement (argsort of noise, lowest kept).
+class MaskingStrategy(nn.Module):
+    """Chooses which patches the encoder sees: the interface every masking strategy shares.
 
-    tokens: (B, L, D) -> :class:`MaskingOutput` with K = int(L * (1 - mask_ratio)). Instead of
-    random noise a caller may pass ``noise`` (B, L) to reproduce the official shuffle exactly, a
-    ``generator`` for reproducible draws, or its own boolean ``mask`` (B, L), True = removed, with
-    the same number of removed patches in every row (the kept tokens then stay in image order).
+    tokens: (B, L, D) -> :class:`MaskingOutput` with the same K = :meth:`kept_count` kept patches in
+    every image (the encoder's batch is rectangular). A strategy implements :meth:`scores`: a (B, L)
+    score per patch, the K lowest kept. Every strategy also takes, per call, ``mask_ratio``, a
+    ``generator`` for reproducible draws, ``noise`` (B, L) scores of the caller's own (the official
+    random shuffle), or a boolean ``mask`` (B, L), True = removed, with the same number of removed
+    patches in every row (the kept tokens then stay in image order). ``grid`` (h, w) is the patch
+    grid of the tokens, row-major; without it the grid is square (or one row if L is not a square).
     """
 
     def __init__(self, mask_ratio: float = 0.75) -> None:
@@ -52,10 +56,21 @@ class RandomMasking(nn.Module):
     def extra_repr(self) -> str:
         return f"mask_ratio={self.mask_ratio}"
 
+    def scores(
+        self, batch: int, grid: tuple[int, int], mask_ratio: float, *, device: torch.device, generator: Any
+    ) -> torch.Tensor:
+        """Per-patch scores (B, h*w), row-major; the :meth:`kept_count` lowest of each row are kept."""
+        raise NotImplementedError
+
+    def kept_count(self, num_patches: int, mask_ratio: float) -> int:
+        """K, the patches each image keeps: int(L * (1 - mask_ratio)), truncated as the official code."""
+        return num_kept(num_patches, mask_ratio)
+
     def forward(
         self,
         tokens: torch.Tensor,
         *,
+        grid: tuple[int, int] | None = None,
         mask_ratio: float | None = None,
         noise: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
@@ -71,16 +86,108 @@ class RandomMasking(nn.Module):
             ratio = self.mask_ratio if mask_ratio is None else mask_ratio
             require_mask_ratio(ratio)
             if noise is None:
-                noise = torch.rand(batch, length, device=tokens.device, generator=generator)
+                noise = self.scores(batch, _grid_of(length, grid), ratio, device=tokens.device, generator=generator)
             else:
                 require(generator is None, "generator", "a generator", "None when noise is given")
                 _check_per_patch(noise, "noise", tokens, "a floating-point dtype", torch.is_floating_point)
-            ids_shuffle, len_keep = torch.argsort(noise, dim=1), num_kept(length, ratio)
+            # Stable: ties (a strategy's 0 / 1 scores) keep image order; random noise has none.
+            ids_shuffle, len_keep = torch.argsort(noise, dim=1, stable=True), self.kept_count(length, ratio)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = ids_shuffle[:, :len_keep]
         # Equal to the official "ones, zero the first K, unshuffle", without a scatter.
         removed = (ids_restore >= len_keep).to(tokens.dtype)
         return MaskingOutput(gather_tokens(tokens, ids_keep), removed, ids_restore, ids_keep)
+
+
+class RandomMasking(MaskingStrategy):
+    """Per-sample uniform random masking without replacement (argsort of noise, lowest kept): the paper's default.
+
+    Its scores are uniform noise, so ``noise=`` reproduces the official shuffle exactly.
+    """
+
+    def scores(
+        self, batch: int, grid: tuple[int, int], mask_ratio: float, *, device: torch.device, generator: Any
+    ) -> torch.Tensor:
+        return torch.rand(batch, grid[0] * grid[1], device=device, generator=generator)
+
+
+class GridMasking(MaskingStrategy):
+    """Grid-wise masking (the paper's Figure 6, right): keep one patch of every ``stride`` x ``stride`` square.
+
+    The kept patches form a regular grid, at an offset drawn per image; the ratio is 1 - 1 / stride**2
+    (0.75 for the default stride 2) and no other. The patch grid's sides must be multiples of ``stride``.
+    """
+
+    def __init__(self, stride: int = 2) -> None:
+        ok = isinstance(stride, int) and not isinstance(stride, bool) and stride >= 2
+        require(ok, "stride", repr(stride), "an int >= 2")
+        super().__init__(1.0 - 1.0 / stride**2)
+        self.stride = stride
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}"
+
+    def kept_count(self, num_patches: int, mask_ratio: float) -> int:
+        return num_patches // self.stride**2
+
+    def scores(
+        self, batch: int, grid: tuple[int, int], mask_ratio: float, *, device: torch.device, generator: Any
+    ) -> torch.Tensor:
+        stride = self.stride
+        require(
+            mask_ratio == self.mask_ratio, "mask_ratio", mask_ratio, f"{self.mask_ratio} for a stride-{stride} grid"
+        )
+        require(grid[0] % stride == 0 and grid[1] % stride == 0, "grid", grid, f"sides that are multiples of {stride}")
+        offsets = torch.randint(stride, (batch, 2, 1), device=device, generator=generator)
+        rows = torch.arange(grid[0], device=device) % stride != offsets[:, 0]  # (B, h): True where removed
+        cols = torch.arange(grid[1], device=device) % stride != offsets[:, 1]  # (B, w)
+        return (rows[:, :, None] | cols[:, None, :]).flatten(1).float()
+
+
+class BlockMasking(MaskingStrategy):
+    """Block-wise masking (the paper's Figure 6, middle, after BEiT): remove random rectangles until the count is met.
+
+    Each image draws rectangles of ``min_block`` patches or more (up to the number to remove), with a
+    log-uniform aspect ratio in [``min_aspect``, 1 / ``min_aspect``], at random places; the earliest
+    drawn are removed first, and the rectangle that reaches the count is removed row by row, so every
+    image removes exactly L - K patches. All images are drawn at once (no loop over the batch).
+    """
+
+    def __init__(self, mask_ratio: float = 0.75, *, min_block: int = 16, min_aspect: float = 0.3) -> None:
+        super().__init__(mask_ratio)
+        ok_block = isinstance(min_block, int) and not isinstance(min_block, bool) and min_block >= 1
+        require(ok_block, "min_block", repr(min_block), "a positive int (patches)")
+        ok_aspect = isinstance(min_aspect, (int, float)) and not isinstance(min_aspect, bool) and 0 < min_aspect <= 1
+        require(ok_aspect, "min_aspect", repr(min_aspect), "a number in (0, 1]")
+        self.min_block, self.min_aspect = min_block, float(min_aspect)
+
+    def extra_repr(self) -> str:
+        return f"mask_ratio={self.mask_ratio}, min_block={self.min_block}, min_aspect={self.min_aspect}"
+
+    def scores(
+        self, batch: int, grid: tuple[int, int], mask_ratio: float, *, device: torch.device, generator: Any
+    ) -> torch.Tensor:
+        height, width = grid
+        length = height * width
+        require(self.min_block <= length, "min_block", self.min_block, f"at most the {height}x{width} patch grid")
+        to_remove = length - self.kept_count(length, mask_ratio)
+        # Enough draws that the union almost surely reaches the count; any shortfall is taken row by row.
+        draws = max(1, math.ceil(4 * to_remove / self.min_block))
+        area, log_aspect, top, left = torch.rand(4, draws, batch, 1, device=device, generator=generator)
+        area = self.min_block + area * max(to_remove - self.min_block, 0)
+        aspect = torch.exp(math.log(self.min_aspect) * (1 - 2 * log_aspect))
+        block_h = (area * aspect).sqrt().round().clamp(1, height)
+        block_w = (area / aspect).sqrt().round().clamp(1, width)
+        top = (top * (height - block_h + 1)).floor()
+        left = (left * (width - block_w + 1)).floor()
+        rows = torch.arange(height, device=device)
+        cols = torch.arange(width, device=device)
+        in_rows = (rows >= top) & (rows < top + block_h)  # (draws, B, h)
+        in_cols = (cols >= left) & (cols < left + block_w)  # (draws, B, w)
+        covered = (in_rows[..., :, None] & in_cols[..., None, :]).flatten(2)  # (draws, B, L)
+        first = torch.where(covered.any(0), covered.int().argmax(0), draws)  # the first draw covering each patch
+        # Removed first: earliest draw, then row-major inside it; the kept are the highest.
+        return -(first * length + torch.arange(length, device=device)).float()
 
 
 def _order_from_mask(mask: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -92,6 +199,15 @@ def _order_from_mask(mask: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Te
         fail("mask", f"rows removing {counts} patches", "the same number of removed patches in every row")
     ids_shuffle = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)
     return ids_shuffle, mask.shape[1] - int(counts[0])
+
+
+def _grid_of(length: int, grid: tuple[int, int] | None) -> tuple[int, int]:
+    """The (h, w) patch grid of L tokens: ``grid`` checked against L; else the square one, or one row."""
+    if grid is None:
+        side = math.isqrt(length)
+        return (side, side) if side * side == length else (1, length)
+    require(grid[0] * grid[1] == length, "grid", grid, f"a grid of h * w = L = {length} patches")
+    return grid
 
 
 def _is_bool(tensor: torch.Tensor) -> bool:

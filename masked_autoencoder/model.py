@@ -14,7 +14,7 @@ from .config import MAEConfig
 from .encoder import MAEEncoder
 from .layers import build_blocks, init_vit_weights
 from .loss import mae_loss, masked_mse
-from .masking import gather_tokens
+from .masking import MaskingStrategy, gather_tokens
 from .patches import patchify, to_patches
 from .pos_embed import position_table_for_grid, sincos_pos_embed_2d
 
@@ -49,8 +49,10 @@ class MaskedAutoencoderViT(MAEEncoder):
     overrides of its fields, or both.
     """
 
-    def __init__(self, config: MAEConfig | None = None, **overrides: Any) -> None:
-        super().__init__(config, **overrides)
+    def __init__(
+        self, config: MAEConfig | None = None, *, masking: MaskingStrategy | None = None, **overrides: Any
+    ) -> None:
+        super().__init__(config, masking=masking, **overrides)
         config = self.config
         dim = config.decoder_embed_dim
         self.decoder_embed = nn.Linear(config.embed_dim, dim)
@@ -96,13 +98,17 @@ class MaskedAutoencoderViT(MAEEncoder):
         noise: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        masking: MaskingStrategy | None = None,
     ) -> MAEOutput:  # type: ignore[override]
         """Mask, encode, decode and score a batch. imgs: (B, C, H, W) -> :class:`MAEOutput`.
 
-        Masking arguments as :class:`RandomMasking`: ``mask_ratio`` (default: the config's),
-        ``noise`` (B, L) for the official shuffle, a boolean ``mask`` (B, L), or a ``generator``.
+        Masking arguments as :class:`MaskingStrategy`: ``mask_ratio`` (default: the strategy's),
+        ``noise`` (B, L) for the official shuffle, a boolean ``mask`` (B, L), or a ``generator``;
+        ``masking`` replaces the model's strategy (``model.masking``) for this call.
         """
-        latent, masked, grid = self._encode_kept(imgs, mask_ratio, noise=noise, mask=mask, generator=generator)
+        latent, masked, grid = self._encode_kept(
+            imgs, mask_ratio, noise=noise, mask=mask, generator=generator, masking=masking
+        )
         pred = self._decode(latent, masked.ids_restore, grid)
         loss = masked_mse(pred, to_patches(imgs, self.config.patch_hw), masked.mask, self.config.norm_pix_loss)
         return MAEOutput(loss, pred, masked.mask, masked.ids_restore, latent)

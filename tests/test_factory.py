@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from masked_autoencoder import (
+    GridMasking,
     MAEConfig,
     MaskedAutoencoderViT,
     create_model,
@@ -89,3 +90,10 @@ def test_unknown_model_name_raises_value_error_listing_the_names():
 def test_unknown_override_raises_value_error():
     with pytest.raises(ValueError, match="config field names must be among"):
         create_model("mae_vit_tiny", hidden_size=3)
+
+
+def test_factories_take_the_models_own_arguments_beside_config_fields():
+    model = mae_vit_tiny(masking=GridMasking(), img_size=64)
+    assert isinstance(model.masking, GridMasking) and model.config.img_size == 64
+    encoder = create_model("mae_vit_tiny", encoder_only=True, drop_path_rate=0.1)
+    assert encoder.blocks[-1].drop_path.drop_prob == pytest.approx(0.1)

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from masked_autoencoder import RandomMasking
+from masked_autoencoder import BlockMasking, GridMasking, MaskingStrategy, RandomMasking
 
 
 def _official_random_masking(x, mask_ratio, noise):
@@ -107,3 +107,119 @@ def test_bad_tokens_and_ratio_raise_value_error():
         RandomMasking()(torch.randn(16, 4))
     with pytest.raises(ValueError, match=r"mask_ratio must be a number in \[0, 1\), got 1.5"):
         RandomMasking(1.5)
+
+
+# --- strategies: block-wise and grid-wise (the paper's Table 1(f) and Figure 6), and the shared interface ---------
+
+STRATEGIES = {
+    "random": lambda: RandomMasking(0.75),
+    "block_75": lambda: BlockMasking(0.75),
+    "block_50": lambda: BlockMasking(0.5),
+    "grid": lambda: GridMasking(),
+}
+GRIDS = [(14, 14), (8, 12), (6, 4)]
+
+
+def _removed_maps(strategy: MaskingStrategy, grid: tuple[int, int], batch: int = 8, seed: int = 0) -> torch.Tensor:
+    tokens = torch.randn(batch, grid[0] * grid[1], 4)
+    out = strategy(tokens, grid=grid, generator=torch.Generator().manual_seed(seed))
+    return out.mask.bool().reshape(batch, *grid)
+
+
+def _components(removed: torch.Tensor) -> int:
+    """Connected groups of removed patches (4-neighbourhood) in one (h, w) map, by flood fill."""
+    height, width = removed.shape
+    seen, count = set(), 0
+    for start in zip(*torch.nonzero(removed, as_tuple=True), strict=True):
+        start = (int(start[0]), int(start[1]))
+        if start in seen:
+            continue
+        count, stack = count + 1, [start]
+        while stack:
+            row, col = stack.pop()
+            if (row, col) in seen or not (0 <= row < height and 0 <= col < width) or not removed[row, col]:
+                continue
+            seen.add((row, col))
+            stack += [(row + 1, col), (row - 1, col), (row, col + 1), (row, col - 1)]
+    return count
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_every_strategy_keeps_exactly_k_patches_in_every_image(name, grid):
+    strategy = STRATEGIES[name]()
+    length = grid[0] * grid[1]
+    tokens = torch.randn(8, length, 4)
+    out = strategy(tokens, grid=grid, generator=torch.Generator().manual_seed(3))
+    keep = int(length * (1 - strategy.mask_ratio)) if name != "grid" else length // 4
+    assert out.kept.shape == (8, keep, 4)
+    assert torch.equal(out.mask.sum(dim=1), torch.full((8,), float(length - keep)))
+    assert torch.equal(out.kept, tokens[torch.arange(8)[:, None], out.ids_keep])
+    assert not out.mask.gather(1, out.ids_keep).any()
+    assert torch.equal(out.ids_restore.sort(dim=1).values, torch.arange(length).expand(8, -1))
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_every_strategy_is_reproducible_with_a_generator_and_varies_without(name):
+    strategy = STRATEGIES[name]()
+    first, again = _removed_maps(strategy, (8, 12), seed=5), _removed_maps(strategy, (8, 12), seed=5)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, _removed_maps(strategy, (8, 12), seed=6))
+    assert len({tuple(image.flatten().tolist()) for image in first}) > 1  # each image draws its own
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+def test_grid_masking_keeps_one_patch_of_every_two_by_two_square(grid):
+    for image in _removed_maps(GridMasking(), grid):
+        kept = (~image).nonzero()
+        row, col = int(kept[0, 0]), int(kept[0, 1])
+        assert row < 2 and col < 2
+        expected = torch.ones(grid, dtype=torch.bool)
+        expected[row::2, col::2] = False
+        assert torch.equal(image, expected)
+
+
+def test_grid_masking_says_what_it_cannot_do():
+    with pytest.raises(ValueError, match=r"grid must be sides that are multiples of 2, got \(7, 8\)"):
+        _removed_maps(GridMasking(), (7, 8))
+    with pytest.raises(ValueError, match="mask_ratio must be 0.75 for a stride-2 grid, got 0.5"):
+        GridMasking()(torch.randn(2, 16, 4), mask_ratio=0.5)
+    with pytest.raises(ValueError, match="stride must be an int >= 2, got 1"):
+        GridMasking(1)
+    assert GridMasking(3).mask_ratio == pytest.approx(8 / 9)
+
+
+def test_block_masking_removes_few_large_blocks_where_random_masking_scatters():
+    # The paper's Figure 6: blocks leave large holes. Count connected groups of removed patches.
+    blocks = [_components(image) for image in _removed_maps(BlockMasking(0.5), (14, 14), batch=16)]
+    scattered = [_components(image) for image in _removed_maps(RandomMasking(0.5), (14, 14), batch=16)]
+    assert max(blocks) <= 4 < min(scattered)
+
+
+def test_block_masking_removes_whole_rectangles_first():
+    # One 10 x 10 square is more than the 98 patches to remove: it is cut row by row at the count.
+    for image in _removed_maps(BlockMasking(0.5, min_block=100, min_aspect=1.0), (14, 14)):
+        rows = image.any(dim=1).nonzero().flatten()
+        cols = image.any(dim=0).nonzero().flatten()
+        box = image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert _components(image) == 1 and box[:-1].all()  # every row of the rectangle full but its last
+
+
+def test_block_masking_says_what_it_cannot_do():
+    with pytest.raises(ValueError, match=r"min_block must be at most the 4x4 patch grid, got 17"):
+        BlockMasking(min_block=17)(torch.randn(2, 16, 4))
+    with pytest.raises(ValueError, match="min_block must be a positive int"):
+        BlockMasking(min_block=0)
+    with pytest.raises(ValueError, match=r"min_aspect must be a number in \(0, 1\]"):
+        BlockMasking(min_aspect=2.0)
+    with pytest.raises(ValueError, match=r"grid must be a grid of h \* w = L = 16 patches, got \(3, 4\)"):
+        BlockMasking()(torch.randn(2, 16, 4), grid=(3, 4))
+
+
+def test_a_strategy_of_ones_own_is_a_small_class():
+    class KeepTheTopRows(MaskingStrategy):
+        def scores(self, batch, grid, mask_ratio, *, device, generator):
+            return torch.arange(grid[0] * grid[1], device=device, dtype=torch.float).expand(batch, -1)
+
+    out = KeepTheTopRows(0.5)(torch.randn(2, 16, 4), grid=(4, 4))
+    assert torch.equal(out.mask, torch.tensor([0.0] * 8 + [1.0] * 8).expand(2, -1))

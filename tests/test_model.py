@@ -3,7 +3,15 @@ import re
 import pytest
 import torch
 
-from masked_autoencoder import MAEOutput, MaskedAutoencoderViT, mae_loss, patchify
+from masked_autoencoder import (
+    BlockMasking,
+    GridMasking,
+    MAEOutput,
+    MaskedAutoencoderViT,
+    RandomMasking,
+    mae_loss,
+    patchify,
+)
 
 
 def _official_keys(depth: int, decoder_depth: int) -> set[str]:
@@ -139,3 +147,26 @@ def test_config_and_keyword_overrides_combine(tiny_config):
     assert model.config == tiny_config.replace(norm_pix_loss=True)
     with pytest.raises(ValueError, match="config must be an MAEConfig or None, got dict"):
         MaskedAutoencoderViT({"depth": 2})
+
+
+@pytest.mark.parametrize("strategy", [BlockMasking(0.5), GridMasking()])
+def test_masking_strategy_at_construction_and_per_call(tiny_config, images, strategy):
+    torch.manual_seed(0)
+    built = MaskedAutoencoderViT(tiny_config, masking=strategy)
+    torch.manual_seed(0)
+    default = MaskedAutoencoderViT(tiny_config)
+    seed = torch.Generator().manual_seed(4)
+    out = built(images, generator=seed)
+    again = default(images, masking=strategy, generator=torch.Generator().manual_seed(4))
+    expected = strategy(torch.zeros(2, 16, 1), grid=(4, 4), generator=torch.Generator().manual_seed(4)).mask
+    assert torch.equal(out.mask, expected) and torch.equal(again.mask, expected)
+    torch.testing.assert_close(out.loss, again.loss)
+    assert out.latent.shape == (2, 1 + int(16 - expected[0].sum()), tiny_config.embed_dim)
+    assert isinstance(default.masking, RandomMasking) and built.masking is strategy
+
+
+def test_masking_must_be_a_strategy(tiny_config, tiny_model, images):
+    with pytest.raises(ValueError, match="masking must be None or a MaskingStrategy .*, got float"):
+        MaskedAutoencoderViT(tiny_config, masking=0.5)
+    with pytest.raises(ValueError, match="masking must be None or a MaskingStrategy .*, got str"):
+        tiny_model(images, masking="block")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,13 +9,12 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from ..config import MAEConfig
+from ..config import MAEConfig, split_config_fields
 from .files import locate, read_weights
 from .formats import Checkpoint, to_checkpoint
 from .loading import check_settings, plan_load, report
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
-_CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(MAEConfig))
 
 
 def read_checkpoint(
@@ -54,8 +52,7 @@ def load_model(
 
     ``kwargs``: config fields (overrides) and the class's own constructor arguments, told apart by name.
     """
-    overrides = {key: value for key, value in kwargs.items() if key in _CONFIG_FIELDS}
-    options = {key: value for key, value in kwargs.items() if key not in _CONFIG_FIELDS}
+    overrides, options = split_config_fields(kwargs)
     checkpoint = read_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir, token=token, overrides=overrides)
     accepted = inspect.signature(model_class).parameters
     options = {**{k: v for k, v in checkpoint.model_kwargs.items() if k in accepted}, **options}
