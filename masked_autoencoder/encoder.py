@@ -9,7 +9,7 @@ import torch
 from ._validation import require
 from .checkpoint_rules import CheckpointRules
 from .config import MAEConfig, resolve_config
-from .masking import MaskingOutput, MaskingStrategy, RandomMasking
+from .masking import MaskingOutput, MaskingStrategy, RandomMasking, kept_slots
 from .vit import VisionTransformer
 
 # Pre-training checkpoint keys that belong to the decoder: an encoder has no place for them.
@@ -50,7 +50,7 @@ class MAEEncoder(VisionTransformer):
     def forward_encoder(
         self,
         imgs: torch.Tensor,
-        mask_ratio: float | None = None,
+        mask_ratio: float | torch.Tensor | None = None,
         *,
         noise: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
@@ -62,6 +62,9 @@ class MAEEncoder(VisionTransformer):
         imgs: (B, C, H, W) -> latent (B, 1 + K, D) (class token first), mask (B, L) (1 = removed)
         and ids_restore (B, L). The masking arguments are those of :class:`MaskingStrategy`;
         ``mask_ratio`` defaults to the strategy's; ``masking`` replaces the model's strategy for this call.
+        A (B,) ``mask_ratio`` (:class:`RandomMasking`) lets each image keep its own K_b patches: the batch
+        runs padded to the largest, the padding masked out of attention, and ``latent`` rows past an
+        image's 1 + K_b are zero.
         """
         latent, masked, _ = self._encode_kept(
             imgs, mask_ratio, noise=noise, mask=mask, generator=generator, masking=masking
@@ -75,7 +78,7 @@ class MAEEncoder(VisionTransformer):
     def _encode_kept(
         self,
         imgs: torch.Tensor,
-        mask_ratio: float | None,
+        mask_ratio: float | torch.Tensor | None,
         *,
         masking: MaskingStrategy | None,
         **masking_args: Any,
@@ -85,8 +88,13 @@ class MAEEncoder(VisionTransformer):
         patches, cls, grid = self._embed(imgs)
         strategy = self.masking if masking is None else masking
         masked = strategy(patches, grid=grid, mask_ratio=mask_ratio, **masking_args)
-        latent = self.transform(torch.cat([cls, masked.kept], dim=1))
-        return latent, masked, grid
+        tokens = torch.cat([cls, masked.kept], dim=1)
+        if not isinstance(mask_ratio, torch.Tensor):
+            return self.transform(tokens), masked, grid
+        # A ratio per image: padded to the largest K; the padding takes no part in attention and leaves as zeros.
+        slots = kept_slots(masked.mask, masked.kept.shape[1])
+        keep = torch.cat([slots.new_ones(slots.shape[0], 1), slots], dim=1)  # the class token always
+        return self.transform(tokens, keep) * keep[..., None], masked, grid
 
 
 def _check_masking(masking: object) -> None:

@@ -23,7 +23,10 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with one fused qkv projection. x: (B, N, D) -> (B, N, D)."""
+    """Multi-head self-attention with one fused qkv projection. x: (B, N, D) -> (B, N, D).
+
+    ``keep``: an optional (B, N) boolean mask of the tokens that take part as keys (padding: False).
+    """
 
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
@@ -31,9 +34,9 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
-        x = F.scaled_dot_product_attention(q, k, v)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=None if keep is None else keep[:, None, None, :])
         return self.proj(rearrange(x, "b h n d -> b n (h d)"))
 
 
@@ -101,8 +104,8 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), keep))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -114,12 +117,12 @@ def build_blocks(
     return nn.ModuleList(Block(dim, num_heads, mlp_ratio, eps, rate) for rate in rates)
 
 
-def run_block(block: nn.Module, x: torch.Tensor, checkpointing: bool) -> torch.Tensor:
-    """Apply a block, recomputing its activations in backward (gradient checkpointing) when asked and training."""
+def run_block(block: nn.Module, x: torch.Tensor, checkpointing: bool, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply a block (``keep``: see :class:`Attention`), recomputed in backward with ``checkpointing`` in training."""
     if checkpointing and torch.is_grad_enabled():
         # Non-reentrant: works with torch.compile and inputs that need no grad; RNG (drop path) is replayed.
-        return checkpoint(block, x, use_reentrant=False)
-    return block(x)
+        return checkpoint(block, x, keep, use_reentrant=False)
+    return block(x, keep)
 
 
 def init_vit_weights(module: nn.Module) -> None:

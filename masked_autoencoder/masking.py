@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -25,9 +25,20 @@ class MaskingOutput(NamedTuple):
     """(B, K) int64: image-order indices of the kept patches."""
 
 
-def num_kept(num_patches: int, mask_ratio: float) -> int:
-    """K = int(L * (1 - mask_ratio)): truncation, as in the official code."""
+def num_kept(num_patches: int, mask_ratio: float | torch.Tensor) -> Any:
+    """K = int(L * (1 - mask_ratio)): truncation, as in the official code; a (B,) ratio gives a (B,) int64 K."""
+    if isinstance(mask_ratio, torch.Tensor):  # float64, as Python computes it for a single ratio
+        return (num_patches * (1 - mask_ratio.double())).long()
     return int(num_patches * (1 - mask_ratio))
+
+
+def kept_slots(mask: torch.Tensor, slots: int) -> torch.Tensor:
+    """Which of the first ``slots`` positions in shuffle order hold a kept patch. mask: (B, L) -> (B, slots) bool.
+
+    With one ratio for the batch all K do; with a ratio per image, image b's first L - sum(mask[b]).
+    """
+    kept = mask.shape[1] - mask.sum(dim=1, keepdim=True)
+    return torch.arange(slots, device=mask.device) < kept
 
 
 def gather_tokens(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -44,9 +55,15 @@ class MaskingStrategy(nn.Module):
     score per patch, the K lowest kept. Every strategy also takes, per call, ``mask_ratio``, a
     ``generator`` for reproducible draws, ``noise`` (B, L) scores of the caller's own (the official
     random shuffle), or a boolean ``mask`` (B, L), True = removed, with the same number of removed
-    patches in every row (the kept tokens then stay in image order). ``grid`` (h, w) is the patch
+    patches in every row (the kept tokens then stay in image order). A strategy with
+    ``per_image_ratio`` (:class:`RandomMasking`) also takes a (B,) tensor ``mask_ratio``: image b
+    keeps K_b patches, and ``kept`` / ``ids_keep`` are padded to the largest K_b (padding rows of
+    ``kept`` are zero; :func:`kept_slots` tells them apart). ``grid`` (h, w) is the patch
     grid of the tokens, row-major; without it the grid is square (or one row if L is not a square).
     """
+
+    per_image_ratio: ClassVar[bool] = False
+    """Whether the strategy takes a (B,) tensor ``mask_ratio``: its scores must not depend on the ratio."""
 
     def __init__(self, mask_ratio: float = 0.75) -> None:
         super().__init__()
@@ -71,12 +88,14 @@ class MaskingStrategy(nn.Module):
         tokens: torch.Tensor,
         *,
         grid: tuple[int, int] | None = None,
-        mask_ratio: float | None = None,
+        mask_ratio: float | torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> MaskingOutput:
         require(isinstance(tokens, torch.Tensor) and tokens.dim() == 3, "tokens", describe(tokens), "(B, L, D)")
+        if isinstance(mask_ratio, torch.Tensor):
+            return self._per_image(tokens, grid, mask_ratio, noise, generator)
         batch, length = tokens.shape[:2]
         if mask is not None:
             for name, value in (("noise", noise), ("mask_ratio", mask_ratio), ("generator", generator)):
@@ -98,12 +117,44 @@ class MaskingStrategy(nn.Module):
         removed = (ids_restore >= len_keep).to(tokens.dtype)
         return MaskingOutput(gather_tokens(tokens, ids_keep), removed, ids_restore, ids_keep)
 
+    def _per_image(
+        self,
+        tokens: torch.Tensor,
+        grid: tuple[int, int] | None,
+        ratios: torch.Tensor,
+        noise: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> MaskingOutput:
+        """:meth:`forward` with a (B,) ratio: K_b kept per image, padded to the largest."""
+        batch, length = tokens.shape[:2]
+        name = type(self).__name__
+        require(self.per_image_ratio, "mask_ratio", "a tensor", f"a number: {name} takes one ratio for the batch")
+        ok = ratios.shape == (batch,) and ratios.is_floating_point() and ratios.device == tokens.device
+        require(ok, "mask_ratio", describe(ratios), f"a number, or a ({batch},) floating tensor on {tokens.device}")
+        # One sync: the padded width depends on the data.
+        require(bool(((ratios >= 0) & (ratios < 1)).all()), "mask_ratio", ratios.tolist(), "ratios in [0, 1)")
+        if noise is None:
+            noise = self.scores(batch, _grid_of(length, grid), ratios, device=tokens.device, generator=generator)
+        else:
+            require(generator is None, "generator", "a generator", "None when noise is given")
+            _check_per_patch(noise, "noise", tokens, "a floating-point dtype", torch.is_floating_point)
+        len_keep = num_kept(length, ratios)  # (B,)
+        ids_shuffle = torch.argsort(noise, dim=1, stable=True)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        ids_keep = ids_shuffle[:, : int(len_keep.max())]
+        removed = (ids_restore >= len_keep[:, None]).to(tokens.dtype)
+        kept = gather_tokens(tokens, ids_keep).masked_fill(~kept_slots(removed, ids_keep.shape[1])[..., None], 0)
+        return MaskingOutput(kept, removed, ids_restore, ids_keep)
+
 
 class RandomMasking(MaskingStrategy):
     """Per-sample uniform random masking without replacement (argsort of noise, lowest kept): the paper's default.
 
-    Its scores are uniform noise, so ``noise=`` reproduces the official shuffle exactly.
+    Its scores are uniform noise, so ``noise=`` reproduces the official shuffle exactly. It takes a
+    ratio per image (a (B,) tensor ``mask_ratio``).
     """
+
+    per_image_ratio = True
 
     def scores(
         self, batch: int, grid: tuple[int, int], mask_ratio: float, *, device: torch.device, generator: Any

@@ -14,7 +14,7 @@ from .config import MAEConfig
 from .encoder import MAEEncoder
 from .layers import build_blocks, init_vit_weights
 from .loss import mae_loss, masked_mse
-from .masking import MaskingStrategy, gather_tokens
+from .masking import MaskingStrategy, gather_tokens, kept_slots
 from .patches import patchify, to_patches
 from .pos_embed import position_table_for_grid, sincos_pos_embed_2d
 
@@ -74,16 +74,23 @@ class MaskedAutoencoderViT(MAEEncoder):
         return CheckpointRules(settings=("num_heads", "layer_norm_eps", "decoder_num_heads", "norm_pix_loss"))
 
     def forward_decoder(
-        self, latent: torch.Tensor, ids_restore: torch.Tensor, grid_size: tuple[int, int] | None = None
+        self,
+        latent: torch.Tensor,
+        ids_restore: torch.Tensor,
+        grid_size: tuple[int, int] | None = None,
+        *,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the pixels of every patch from the encoded kept patches.
 
         latent: (B, 1 + K, D), ids_restore: (B, L) -> pred (B, L, P*P*C), image order.
-        ``grid_size`` (h, w) with h * w = L defaults to the config's grid.
+        ``grid_size`` (h, w) with h * w = L defaults to the config's grid. ``mask`` (B, L) is needed
+        when the images kept different numbers of patches (a per-image ratio): it says which latent
+        rows are padding.
         """
         grid = self.config.grid_size if grid_size is None else grid_size
-        self._check_decoder_inputs(latent, ids_restore, grid)
-        return self._decode(latent, ids_restore, grid)
+        self._check_decoder_inputs(latent, ids_restore, grid, mask)
+        return self._decode(latent, ids_restore, grid, mask)
 
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The loss of :func:`mae_loss` with this model's target. imgs: (B, C, H, W), pred: (B, L, N), mask: (B, L)."""
@@ -94,7 +101,7 @@ class MaskedAutoencoderViT(MAEEncoder):
         self,
         imgs: torch.Tensor,
         *,
-        mask_ratio: float | None = None,
+        mask_ratio: float | torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
@@ -104,26 +111,36 @@ class MaskedAutoencoderViT(MAEEncoder):
 
         Masking arguments as :class:`MaskingStrategy`: ``mask_ratio`` (default: the strategy's),
         ``noise`` (B, L) for the official shuffle, a boolean ``mask`` (B, L), or a ``generator``;
-        ``masking`` replaces the model's strategy (``model.masking``) for this call.
+        ``masking`` replaces the model's strategy (``model.masking``) for this call. A (B,)
+        ``mask_ratio`` gives each image its own ratio (see :meth:`forward_encoder`).
         """
         latent, masked, grid = self._encode_kept(
             imgs, mask_ratio, noise=noise, mask=mask, generator=generator, masking=masking
         )
-        pred = self._decode(latent, masked.ids_restore, grid)
+        pred = self._decode(
+            latent, masked.ids_restore, grid, masked.mask if isinstance(mask_ratio, torch.Tensor) else None
+        )
         loss = masked_mse(pred, to_patches(imgs, self.config.patch_hw), masked.mask, self.config.norm_pix_loss)
         return MAEOutput(loss, pred, masked.mask, masked.ids_restore, latent)
 
-    def _decode(self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    def _decode(
+        self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int], mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """:meth:`forward_decoder` on inputs already checked."""
         x = self.decoder_embed(latent)
         batch, length = ids_restore.shape
         mask_tokens = self.mask_token.expand(batch, length + 1 - x.shape[1], -1)
-        patches = gather_tokens(torch.cat([x[:, 1:], mask_tokens], dim=1), ids_restore)
+        shuffled = torch.cat([x[:, 1:], mask_tokens], dim=1)  # (B, L, D) in shuffle order, the kept first
+        if mask is not None:  # images kept different numbers: their padding becomes mask tokens too
+            shuffled = torch.where(kept_slots(mask, length)[..., None], shuffled, self.mask_token)
+        patches = gather_tokens(shuffled, ids_restore)
         table = position_table_for_grid(self.decoder_pos_embed, self.config.grid_size, grid)
         x = self.run_blocks(torch.cat([x[:, :1], patches], dim=1) + table, self.decoder_blocks)
         return self.decoder_pred(self.decoder_norm(x[:, 1:]))
 
-    def _check_decoder_inputs(self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> None:
+    def _check_decoder_inputs(
+        self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int], mask: torch.Tensor | None
+    ) -> None:
         width = self.config.embed_dim
         ok_latent = isinstance(latent, torch.Tensor) and latent.dim() == 3 and latent.shape[-1] == width
         require(ok_latent, "latent", describe(latent), f"a (B, 1 + K, {width}) tensor")
@@ -137,3 +154,7 @@ class MaskedAutoencoderViT(MAEEncoder):
         require(ok_ids, "ids_restore", describe(ids_restore), f"a (B={latent.shape[0]}, L) int64 tensor with L >= K")
         length = ids_restore.shape[1]
         require(grid[0] * grid[1] == length, "grid_size", grid, f"a grid of h * w = L = {length} patches")
+        ok_mask = mask is None or (isinstance(mask, torch.Tensor) and mask.shape == ids_restore.shape)
+        require(
+            ok_mask, "mask", describe(mask), f"None or a tensor of the shape of ids_restore {tuple(ids_restore.shape)}"
+        )

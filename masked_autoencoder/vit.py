@@ -88,19 +88,24 @@ class VisionTransformer(PretrainedMixin, nn.Module):
             if isinstance(module, Mlp):
                 module.recompute_activation = not enable
 
-    def run_blocks(self, tokens: torch.Tensor, blocks: nn.ModuleList | None = None) -> torch.Tensor:
-        """Run the encoder's (or the given) blocks, without any final norm. tokens: (B, N, D) -> (B, N, D)."""
+    def run_blocks(
+        self, tokens: torch.Tensor, blocks: nn.ModuleList | None = None, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Run the encoder's (or the given) blocks, without any final norm. tokens: (B, N, D) -> (B, N, D).
+
+        ``keep``: an optional (B, N) boolean mask of the tokens that take part (False: padding).
+        """
         for block in self.blocks if blocks is None else blocks:
-            tokens = run_block(block, tokens, self.grad_checkpointing)
+            tokens = run_block(block, tokens, self.grad_checkpointing, keep)
         return tokens
 
     def final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
         """The final norm where the model has one, else the tokens unchanged. (..., D) -> (..., D)."""
         return tokens if self.norm is None else self.norm(tokens)
 
-    def transform(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Run the blocks and the final norm. tokens: (B, N, D) -> (B, N, D)."""
-        return self.final_norm(self.run_blocks(tokens))
+    def transform(self, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the blocks and the final norm. tokens: (B, N, D) -> (B, N, D); ``keep`` as :meth:`run_blocks`."""
+        return self.final_norm(self.run_blocks(tokens, keep=keep))
 
     def embed(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Check the images, then embed them: patch tokens with positions (B, L, D), class token with its (B, 1, D)."""

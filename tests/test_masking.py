@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from masked_autoencoder import BlockMasking, GridMasking, MaskingStrategy, RandomMasking
+from masked_autoencoder.masking import kept_slots
 
 
 def _official_random_masking(x, mask_ratio, noise):
@@ -223,3 +224,25 @@ def test_a_strategy_of_ones_own_is_a_small_class():
 
     out = KeepTheTopRows(0.5)(torch.randn(2, 16, 4), grid=(4, 4))
     assert torch.equal(out.mask, torch.tensor([0.0] * 8 + [1.0] * 8).expand(2, -1))
+
+
+def test_random_masking_takes_a_ratio_per_image_padded_to_the_largest():
+    tokens, ratios = torch.randn(3, 16, 4), torch.tensor([0.0, 0.5, 0.75])
+    out = RandomMasking()(tokens, mask_ratio=ratios, generator=torch.Generator().manual_seed(0))
+    assert out.mask.sum(dim=1).tolist() == [0.0, 8.0, 12.0]
+    assert out.kept.shape == (3, 16, 4) and out.ids_keep.shape == (3, 16)
+    slots = kept_slots(out.mask, 16)
+    assert slots.sum(dim=1).tolist() == [16, 8, 4]
+    assert torch.equal(out.kept[slots], tokens[torch.arange(3)[:, None], out.ids_keep][slots])
+    assert not out.kept[~slots].any()  # padding is zero, not the removed patches
+    assert not out.mask.gather(1, out.ids_keep).masked_select(slots).any()
+
+
+def test_a_ratio_per_image_is_refused_where_it_cannot_work():
+    tokens = torch.randn(2, 16, 4)
+    with pytest.raises(ValueError, match="mask_ratio must be a number: BlockMasking takes one ratio for the batch"):
+        BlockMasking()(tokens, mask_ratio=torch.tensor([0.5, 0.75]))
+    with pytest.raises(ValueError, match=r"mask_ratio must be a number, or a \(2,\) floating tensor on cpu"):
+        RandomMasking()(tokens, mask_ratio=torch.tensor([0.5, 0.75, 0.1]))
+    with pytest.raises(ValueError, match=r"mask_ratio must be ratios in \[0, 1\), got \[0.5, 1.0\]"):
+        RandomMasking()(tokens, mask_ratio=torch.tensor([0.5, 1.0]))

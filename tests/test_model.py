@@ -170,3 +170,39 @@ def test_masking_must_be_a_strategy(tiny_config, tiny_model, images):
         MaskedAutoencoderViT(tiny_config, masking=0.5)
     with pytest.raises(ValueError, match="masking must be None or a MaskingStrategy .*, got str"):
         tiny_model(images, masking="block")
+
+
+def test_a_ratio_per_image_gives_each_image_what_it_gets_alone(tiny_model, images):
+    imgs = torch.cat([images, images.flip(0), images[:1]])  # 5 images
+    noise, ratios = (
+        torch.rand(5, 16, generator=torch.Generator().manual_seed(2)),
+        torch.tensor([0.0, 0.25, 0.5, 0.75, 0.9]),
+    )
+    out = tiny_model(imgs, mask_ratio=ratios, noise=noise)
+    kept = [16, 12, 8, 4, 1]
+    assert out.mask.sum(dim=1).tolist() == [16 - k for k in kept] and out.latent.shape == (5, 1 + 16, 32)
+    for b, k in enumerate(kept):
+        alone = tiny_model(imgs[b : b + 1], mask_ratio=float(ratios[b]), noise=noise[b : b + 1])
+        torch.testing.assert_close(out.latent[b, : 1 + k], alone.latent[0], rtol=1e-5, atol=1e-5)
+        assert not out.latent[b, 1 + k :].any()  # the padding leaves as zeros
+        torch.testing.assert_close(out.pred[b], alone.pred[0], rtol=1e-5, atol=1e-5)
+        own = mae_loss(out.pred[b : b + 1], patchify(imgs[b : b + 1], 8), out.mask[b : b + 1])
+        torch.testing.assert_close(own, alone.loss, rtol=1e-5, atol=1e-6)
+
+
+def test_a_ratio_per_image_trains_and_the_decoder_takes_the_mask(tiny_model, images):
+    ratios = torch.tensor([0.25, 0.75])
+    out = tiny_model.train()(images, mask_ratio=ratios, generator=torch.Generator().manual_seed(0))
+    grads = torch.autograd.grad(out.loss, list(tiny_model.parameters()))
+    tiny_model.set_grad_checkpointing()
+    again = tiny_model(images, mask_ratio=ratios, generator=torch.Generator().manual_seed(0))
+    for plain, checkpointed in zip(grads, torch.autograd.grad(again.loss, list(tiny_model.parameters())), strict=True):
+        torch.testing.assert_close(plain, checkpointed)
+    tiny_model.set_grad_checkpointing(False)
+    with torch.no_grad():
+        latent, mask, ids_restore = tiny_model.eval().forward_encoder(images, ratios, noise=torch.rand(2, 16))
+        pred = tiny_model.forward_decoder(latent, ids_restore, mask=mask)
+        alone = tiny_model.forward_decoder(latent[1:, : 1 + 4], ids_restore[1:])
+    torch.testing.assert_close(pred[1:], alone, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"mask must be None or a tensor of the shape of ids_restore \(2, 16\)"):
+        tiny_model.forward_decoder(latent, ids_restore, mask=mask[:, :4])
