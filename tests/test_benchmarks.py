@@ -27,6 +27,7 @@ CASES = {
     "speedup": {"ours", "baseline"},
     "features": {"ours", "transformers-vitmae", "transformers-vit"},
     "loading": {"load_file + touch", "ours (our files)", "ours (transformers files)", "transformers from_pretrained"},
+    "masking": {"random", "block", "grid", "per-image 0.75", "per-image 0.6-0.9"},
 }
 
 
