@@ -17,6 +17,7 @@ NUM_CLASSES = 1000  # ImageNet-1K, the official default
 GLOBAL_POOL = True  # the paper fine-tunes with global average pooling
 # The official fine-tuning init of a new head: near zero, so that training starts from near-uniform predictions.
 _HEAD_STD = 2e-5
+_POOLS = ("avg", "token")
 
 
 class MAEViTClassifier(VisionTransformer):
@@ -63,13 +64,11 @@ class MAEViTClassifier(VisionTransformer):
         config = resolve_config(config, overrides)
         # Global pooling normalises the pooled features (fc_norm) instead of the tokens: no final norm.
         super().__init__(config, learned_position_table=True, final_norm=not global_pool, drop_path_rate=drop_path_rate)
-        self.num_classes, self.global_pool = num_classes, global_pool
+        self.global_pool = global_pool
+        self.pool = "avg" if global_pool else "token"
         dim = config.embed_dim
         self.fc_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps) if global_pool else None
-        self.head = nn.Linear(dim, num_classes)
-        if not self.head.weight.is_meta:  # a model built on meta for loading has nothing to initialise
-            nn.init.trunc_normal_(self.head.weight, std=_HEAD_STD)
-            nn.init.zeros_(self.head.bias)
+        self._new_head(num_classes)
 
     @property
     def checkpoint_rules(self) -> CheckpointRules:
@@ -81,11 +80,27 @@ class MAEViTClassifier(VisionTransformer):
             settings=("num_heads", "layer_norm_eps"),
         )
 
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh head for ``num_classes`` (0: none, ``forward`` then returns the pooled features), as in timm.
+
+        ``global_pool``: ``"avg"`` (the mean patch token) or ``"token"`` (the class token) changes the
+        pooling only, as timm's does; the norms stay as built (``fc_norm`` after the pool in global-pool
+        mode). None keeps the pooling.
+        """
+        ok = isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes >= 0
+        require(ok, "num_classes", repr(num_classes), "an int >= 0 (0: no head)")
+        require(global_pool in (None, *_POOLS), "global_pool", repr(global_pool), f"None or one of {_POOLS}")
+        self.pool = self.pool if global_pool is None else global_pool
+        like = self.cls_token
+        self._new_head(num_classes)
+        self.head.to(like.device, like.dtype).train(self.training)
+
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool and classify the tokens of :meth:`forward_features`. features: (B, 1 + L, D) -> logits (B, classes).
 
-        Global pool: ``fc_norm`` of the mean patch token; class-token mode: the class token (already
-        normed by ``forward_features``). ``pre_logits``: the pooled features (B, D), before the head.
+        ``pool`` ``"avg"`` (global pool): the mean patch token; ``"token"``: the class token (normed by
+        ``forward_features`` in class-token mode); then ``fc_norm`` where the model has one.
+        ``pre_logits``: the pooled features (B, D), before the head.
         """
         width = self.config.embed_dim
         ok = isinstance(features, torch.Tensor) and features.dim() == 3 and features.shape[1] > 1
@@ -102,5 +117,15 @@ class MAEViTClassifier(VisionTransformer):
 
     def _head(self, features: torch.Tensor, pre_logits: bool) -> torch.Tensor:
         """:meth:`forward_head` on features already checked."""
-        pooled = self.fc_norm(features[:, 1:].mean(dim=1)) if self.fc_norm is not None else features[:, 0]
+        pooled = features[:, 1:].mean(dim=1) if self.pool == "avg" else features[:, 0]
+        if self.fc_norm is not None:
+            pooled = self.fc_norm(pooled)
         return pooled if pre_logits else self.head(pooled)
+
+    def _new_head(self, num_classes: int) -> None:
+        """A head for ``num_classes``, near zero as the official fine-tuning starts it (nn.Identity for 0)."""
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        if num_classes and not self.head.weight.is_meta:  # built on meta for loading: nothing to initialise
+            nn.init.trunc_normal_(self.head.weight, std=_HEAD_STD)
+            nn.init.zeros_(self.head.bias)

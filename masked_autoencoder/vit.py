@@ -31,7 +31,15 @@ class VisionTransformer(PretrainedMixin, nn.Module):
     ``learned_position_table`` a parameter, interpolated (bicubic) for other grids. Every ``forward*``
     takes images (B, C, H, W) of any size divisible by the patch and checks them first. Not built
     directly: :class:`MAEEncoder` and :class:`MAEViTClassifier` are its two forms.
+
+    timm's attributes, with timm's meanings: ``num_features`` (the width D), ``num_prefix_tokens``
+    (1, the class token), ``feature_info`` (one entry per block: ``module``, ``num_chs``,
+    ``reduction``) and ``pretrained_cfg`` (the data config of the weights it was loaded from: mean,
+    std, input size, licence; None for a model built fresh).
     """
+
+    num_prefix_tokens = 1
+    pretrained_cfg: dict[str, Any] | None = None
 
     def __init__(
         self, config: MAEConfig, *, learned_position_table: bool, final_norm: bool, drop_path_rate: float
@@ -53,6 +61,12 @@ class VisionTransformer(PretrainedMixin, nn.Module):
             dim, config.depth, config.num_heads, config.mlp_ratio, config.layer_norm_eps, drop_path_rate
         )
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps) if final_norm else None
+        self.num_features = dim
+        # timm's reduction of a patch grid: the patch size (the larger side of a non-square one).
+        self.feature_info = [
+            {"module": f"blocks.{index}", "num_chs": dim, "reduction": max(config.patch_hw)}
+            for index in range(config.depth)
+        ]
         self.grad_checkpointing = False
         if not self.cls_token.is_meta:  # a model built on meta for loading has nothing to initialise
             nn.init.normal_(self.cls_token, std=_CLS_STD)

@@ -40,6 +40,8 @@ class Checkpoint:
     recorded: dict[str, Any] = field(default_factory=dict)
     """The config fields the checkpoint states (in its config.json or training arguments, or in the known
     table for a published Hub repo), as opposed to those read from shapes, assumed or defaulted."""
+    pretrained_cfg: dict[str, Any] | None = None
+    """The weights' data config (timm's keys): a timm config's own, or the known table's; else None."""
 
     @property
     def has_decoder(self) -> bool:
@@ -110,7 +112,11 @@ def to_checkpoint(
             guess.name,
         )
     config = config.replace(**{**recorded, **assumed, **overrides})
-    return Checkpoint(files.source, family, config, state_dict, recorded)
+    known = published or guess
+    data_cfg = (files.config or {}).get("pretrained_cfg") if family == TIMM else None
+    if data_cfg is None and known is not None:
+        data_cfg = known.pretrained_cfg
+    return Checkpoint(files.source, family, config, state_dict, recorded, data_cfg)
 
 
 def _convert(

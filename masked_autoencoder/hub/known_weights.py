@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from typing import Any
 
 # Checkpoint families: how a file's keys and config are laid out.
 TRANSFORMERS = "transformers"  # transformers' ViTMAE files (config.json with model_type vit_mae)
@@ -12,6 +13,9 @@ OFFICIAL = "official"  # the paper's .pth files, {'model': state_dict}, no confi
 OURS = "masked-autoencoder"  # save_pretrained of this library
 
 _FB = "https://dl.fbaipublicfiles.com/mae"
+# The data every published MAE weight was trained on: ImageNet at 224 px, normalised by its mean and std.
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
 _FACEBOOK_NOTE = "Card says apache-2.0; the weights are the official raw-pixel (visualize) release, CC-BY-NC 4.0."
 
 
@@ -32,6 +36,19 @@ class KnownWeights:
     """A fine-tuned classifier (``head.*``, ``fc_norm.*``), not MAE pre-training weights."""
     license: str = "cc-by-nc-4.0"
     notes: str = ""
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """The weights' data config, with timm's keys: what ``model.pretrained_cfg`` holds after loading them."""
+        return {
+            "name": self.name,
+            "url": self.url,
+            "license": self.license,
+            "input_size": (3, 224, 224),
+            "interpolation": "bicubic",
+            "mean": _IMAGENET_MEAN,
+            "std": _IMAGENET_STD,
+        }
 
 
 KNOWN_WEIGHTS: tuple[KnownWeights, ...] = (

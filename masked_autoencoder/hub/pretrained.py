@@ -67,6 +67,7 @@ def load_model(
     state = {key: tensor.to(map_location, copy=not mmap) for key, tensor in plan.state_dict.items()}
     # assign: the checkpoint's tensors (mapped pages, with mmap) become the parameters, without a copy.
     model.load_state_dict(state, strict=plan.complete, assign=True)
+    model.pretrained_cfg = checkpoint.pretrained_cfg
     report(plan, checkpoint.source)
     # Complete: every tensor was just assigned on map_location. Otherwise fresh ones are still on the CPU.
     return (model if plan.complete else model.to(map_location)).eval()
