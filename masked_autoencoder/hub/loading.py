@@ -16,6 +16,7 @@ from .._validation import require
 from ..checkpoint_rules import CheckpointRules
 from ..config import MAEConfig
 from ..pos_embed import resize_pos_embed, sincos_pos_embed_2d
+from .channels import adapt_channels
 from .formats import CLASSIFIER_PREFIXES, Checkpoint
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class LoadPlan:
     """Sin-cos position tables rebuilt exactly for the model's grid (the checkpoint's was for another image size)."""
     interpolated: list[str]
     """Position tables resized to the model's grid by bicubic interpolation (learned tables, or on request)."""
+    adapted: list[str]
+    """RGB weights adapted to the model's channel count (see :mod:`masked_autoencoder.hub.channels`)."""
 
     @property
     def complete(self) -> bool:
@@ -85,6 +88,7 @@ def plan_load(
     regenerated, interpolated = _fit_position_tables(
         checkpoint, state, expected, config, rules, interpolate_sincos=interpolate_sincos
     )
+    adapted = adapt_channels(state, expected, source)
     _check_shapes(source, state, expected)
     unexpected = sorted(state.keys() - expected.keys())
     absent = sorted(expected.keys() - state.keys())
@@ -99,7 +103,7 @@ def plan_load(
         )
     # A cast is a copy only where the checkpoint's dtype differs (e.g. fp16 files into a float32 model).
     tensors = {k: v.to(expected[k].dtype) for k, v in state.items() if k in expected}
-    return LoadPlan(tensors, missing, unexpected, dropped, fresh, regenerated, interpolated)
+    return LoadPlan(tensors, missing, unexpected, dropped, fresh, regenerated, interpolated, adapted)
 
 
 def check_settings(checkpoint: Checkpoint, config: MAEConfig, rules: CheckpointRules, *, strict: bool) -> None:
@@ -216,6 +220,8 @@ def report(plan: LoadPlan, source: str) -> None:
             plan.regenerated,
             plan.interpolated,
         )
+    if plan.adapted:
+        logger.info("Loaded %s; RGB weights adapted to the model's input channels: %s", source, plan.adapted)
 
 
 def _caller_stacklevel() -> int:
