@@ -25,10 +25,19 @@ def describe(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
+# Symbolic sizes (torch.export, dynamic torch.compile) are ints too: grids of a traced image size are SymInts.
+_INTS = (int, torch.SymInt)
+
+
+def is_static(*sizes: object) -> bool:
+    """Whether sizes are plain ints, not the symbolic sizes of a traced program (comparing those adds guards)."""
+    return all(isinstance(size, int) for size in sizes)
+
+
 def to_pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
-    """Turn an int or an (h, w) pair of positive ints into an (h, w) tuple."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    ok = len(pair) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair)
+    """Turn an int or an (h, w) pair of positive ints (or symbolic sizes) into an (h, w) tuple."""
+    pair = (value, value) if isinstance(value, _INTS) else tuple(value)
+    ok = len(pair) == 2 and all(isinstance(v, _INTS) and not isinstance(v, bool) and v > 0 for v in pair)
     require(ok, name, repr(value), "a positive int or a pair of positive ints (h, w)")
     return pair  # type: ignore[return-value]
 

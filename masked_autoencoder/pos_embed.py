@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ._validation import describe, require, to_pair
+from ._validation import describe, is_static, require, to_pair
 
 _TEMPERATURE = 10000.0
 
@@ -55,7 +55,7 @@ def position_table_for_grid(stored: torch.Tensor, stored_grid: tuple[int, int], 
 
     Returns (1, 1 + h*w, D) on the stored table's device and dtype.
     """
-    if grid == stored_grid:
+    if is_static(*grid) and grid == stored_grid:  # a traced grid is regenerated: comparing would specialise it
         return stored
     table = sincos_pos_embed_2d(stored.shape[-1], grid, cls_token=True, device=stored.device, dtype=stored.dtype)
     return table[None]
@@ -80,7 +80,7 @@ def resize_pos_embed(
         old_grid = side
     old_h, old_w = to_pair(old_grid, "old_grid")
     require(old_h * old_w == num_patches, "old_grid", (old_h, old_w), f"a grid of h * w = {num_patches} patches")
-    if (old_h, old_w) == (new_h, new_w):
+    if is_static(new_h, new_w) and (old_h, old_w) == (new_h, new_w):  # as above: a traced grid is interpolated
         return table
     # fp16 / bf16 tables are interpolated in float32, then cast back: one rounding instead of one per tap.
     work = torch.promote_types(table.dtype, torch.float32)
