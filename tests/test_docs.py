@@ -56,3 +56,13 @@ def test_readme_main_command_installs_and_pretrains(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
     assert list((tmp_path / "run").glob("reconstruction-*.png"))
+
+
+def test_masking_figure_script_draws_the_three_strategies(tmp_path):
+    script = ROOT / "docs" / "figures" / "make_masking_figure.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--output", str(tmp_path / "masking.png")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "masking.png").stat().st_size > 10_000
+    assert (ROOT / "docs" / "images" / "masking.png").stat().st_size > 10_000
