@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -73,11 +74,10 @@ class MAEViTClassifier(VisionTransformer):
     @property
     def checkpoint_rules(self) -> CheckpointRules:
         """A learned position table; a new head; no decoder, and in global-pool mode no pre-training norm."""
-        return CheckpointRules(
-            learned_tables=("pos_embed",),
+        return dataclasses.replace(
+            super().checkpoint_rules,
             fresh=("head.", "fc_norm."),
             unused=(*DECODER_PREFIXES, *(("norm.",) if self.global_pool else ())),
-            settings=("num_heads", "layer_norm_eps"),
         )
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:

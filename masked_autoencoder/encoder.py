@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -44,8 +45,8 @@ class MAEEncoder(VisionTransformer):
 
     @property
     def checkpoint_rules(self) -> CheckpointRules:
-        """Fixed sin-cos tables; a full MAE checkpoint's decoder is left out."""
-        return CheckpointRules(unused=DECODER_PREFIXES, settings=("num_heads", "layer_norm_eps"))
+        """The trunk's, and a full MAE checkpoint's decoder is left out."""
+        return dataclasses.replace(super().checkpoint_rules, unused=DECODER_PREFIXES)
 
     def forward_encoder(
         self,

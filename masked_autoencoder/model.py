@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,9 @@ class MaskedAutoencoderViT(MAEEncoder):
 
     @property
     def checkpoint_rules(self) -> CheckpointRules:
-        """Fixed sin-cos tables; the decoder's heads and pixel target must agree with a checkpoint's."""
-        return CheckpointRules(settings=("num_heads", "layer_norm_eps", "decoder_num_heads", "norm_pix_loss"))
+        """The encoder's, but the decoder is used: its heads and pixel target must agree with a checkpoint's too."""
+        rules = super().checkpoint_rules
+        return dataclasses.replace(rules, unused=(), settings=(*rules.settings, "decoder_num_heads", "norm_pix_loss"))
 
     def forward_decoder(
         self,
