@@ -11,22 +11,21 @@ as maps (B, D, H/P, W/P), and the head turns each patch's features into its P x 
 from __future__ import annotations
 
 import argparse
-from functools import partial
 from pathlib import Path
 
 import torch
 from common import (
-    ImageDataset,
+    Photos,
     add_model_arguments,
     build_model,
     choose_device,
     denormalize,
     pretrain_transform,
-    training_images,
+    sample_photos,
 )
 from einops import rearrange
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from masked_autoencoder import MAEEncoder
 
@@ -85,13 +84,13 @@ def main(argv: list[str] | None = None) -> None:
     config, blocks = encoder.config, spread_blocks(encoder.config.depth)
     head = DenseHead(len(blocks) * config.embed_dim, config.patch_hw).to(device)
     optimizer = torch.optim.AdamW(head.parameters(), lr=args.lr)
-    sources = training_images(None, config.image_hw)
-    repeats = -(-args.steps * args.batch_size // len(sources))  # one pass of the loader makes every step
-    dataset = ImageDataset(sources, partial(pretrain_transform, size=config.image_hw), repeats)
-    loader = DataLoader(dataset, args.batch_size, shuffle=True, drop_last=True)
+    dataset = Photos(sample_photos(config.image_hw), pretrain_transform(config.image_hw))
+    # Drawn with replacement, a new random crop each time: one pass of the loader makes every step.
+    sampler = RandomSampler(dataset, replacement=True, num_samples=args.steps * args.batch_size)
+    loader = DataLoader(dataset, args.batch_size, sampler=sampler)
     print(f"head on blocks {blocks} of a frozen {config.depth}-block encoder, images {config.image_hw}")
 
-    for step, imgs in zip(range(1, args.steps + 1), loader, strict=False):
+    for step, (imgs, _) in enumerate(loader, start=1):
         imgs = imgs.to(device)
         with torch.no_grad():  # the final norm puts every block's features on one scale
             maps = encoder.forward_intermediates(imgs, blocks, norm=True, output_fmt="NCHW", intermediates_only=True)

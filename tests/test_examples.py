@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import importlib
+import json
+import math
 import os
 import re
 import subprocess
@@ -14,11 +16,12 @@ from types import ModuleType
 import pytest
 import torch
 from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio
 
 from masked_autoencoder import MaskedAutoencoderViT, create_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-# mae_vit_tiny on 32 x 32 images: 16 patches of 8 x 8, a fraction of a second per step.
+# The demo model on 32 x 32 images: 16 patches of 8 x 8, a fraction of a second per step.
 TINY = ("--img-size", "32", "--patch-size", "8", "--batch-size", "2")
 # The digits scripts: a 2-step pre-training, a few training steps.
 DIGITS_TINY = ("--pretrain-batch-size", "16", "--batch-size", "16")
@@ -61,14 +64,22 @@ def logged_steps(output: Path) -> list[int]:
 
 
 def write_images(folder: Path) -> list[Path]:
-    """Five small noise images in nested folders, in two formats, beside a file that is not an image."""
-    (folder / "nested" / "deeper").mkdir(parents=True)
-    (folder / "notes.txt").write_text("not an image")
-    paths = [folder / "a.jpg", folder / "b.png", folder / "nested" / "c.png", folder / "nested" / "deeper" / "d.JPG"]
-    paths.append(folder / "nested" / "e.jpeg")
+    """An ImageFolder of five small noise images in two class folders, one nested, in two formats, and a text file."""
+    (folder / "cats" / "nested").mkdir(parents=True)
+    (folder / "dogs").mkdir()
+    (folder / "cats" / "notes.txt").write_text("not an image")
+    paths = [folder / "cats" / "a.jpg", folder / "cats" / "b.png", folder / "cats" / "nested" / "c.png"]
+    paths += [folder / "dogs" / "d.JPG", folder / "dogs" / "e.jpeg"]
     for index, path in enumerate(paths):
         Image.effect_noise((40 + 7 * index, 48), 64).convert("RGB").save(path)
     return paths
+
+
+def psnr_line(stdout: str) -> tuple[float, float]:
+    """The PSNR of the reconstruction and of the mean-colour fill that a script printed, in dB."""
+    found = re.search(r"reconstruction (-?[0-9.]+) dB, mean-colour fill (-?[0-9.]+) dB", stdout)
+    assert found, stdout
+    return float(found[1]), float(found[2])
 
 
 @pytest.fixture(scope="module")
@@ -95,17 +106,33 @@ def pretrain(common: ModuleType) -> ModuleType:
 def test_pretrain_writes_checkpoint_reconstructions_and_loss_log(pretrained):
     output, stdout = pretrained
     checkpoint = output / "checkpoint"
+    assert "training on 9 images, 2 held out" in stdout
     assert f"checkpoint: {checkpoint}" in stdout
     assert f"reconstruction: {output / 'reconstruction-000002.png'}" in stdout
     assert "loss " in stdout
     for step in (0, 2):  # before training, and at the end
         with Image.open(output / f"reconstruction-{step:06d}.png") as png:
             assert png.mode == "RGB"
+            # Two images a row, each as masked | reconstruction + visible | original, 32 px enlarged to 128.
+            assert png.size == (4 + 6 * (128 + 4), 4 + 5 * (128 + 4))
     assert logged_steps(output) == [1, 2]
     assert (output / "loss.png").is_file()
     model = MaskedAutoencoderViT.from_pretrained(checkpoint)
-    assert (model.config.img_size, model.config.patch_size, model.config.norm_pix_loss) == (32, 8, True)
+    assert (model.config.img_size, model.config.patch_size, model.config.norm_pix_loss) == (32, 8, False)
     assert torch.load(checkpoint / "training_state.pt", weights_only=True)["step"] == 2
+
+
+def test_pretrain_prints_and_writes_the_held_out_psnr_of_reconstruction_and_mean_fill(pretrained):
+    output, stdout = pretrained
+    assert "held-out PSNR over the removed patches (10 images x 4 masks)" in stdout
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert (metrics["heldout_images"], metrics["masks_per_image"], metrics["norm_pix_loss"]) == (10, 4, False)
+    printed = psnr_line(stdout)
+    written = (metrics["psnr_reconstruction_db"], metrics["psnr_mean_fill_db"])
+    assert printed == pytest.approx(written, abs=0.005)
+    assert metrics["psnr_gain_db"] == pytest.approx(written[0] - written[1])
+    assert all(math.isfinite(value) and value > 0 for value in written)
+    assert f"metrics: {output / 'metrics.json'}" in stdout
 
 
 def test_pretrain_resumes_from_the_saved_step(pretrained, tmp_path):
@@ -113,6 +140,7 @@ def test_pretrain_resumes_from_the_saved_step(pretrained, tmp_path):
     args = ("--resume", output / "checkpoint", *TINY, "--steps", "3", "--output", tmp_path)
     stdout = run(EXAMPLES / "pretrain.py", *args, cwd=tmp_path)
     assert "resumed from step 2" in stdout
+    assert (tmp_path / "metrics.json").is_file()
     state = torch.load(tmp_path / "checkpoint" / "training_state.pt", weights_only=True)
     assert state["step"] == 3
     # AdamW counts its own steps: 3 only if its state was restored rather than started afresh.
@@ -125,29 +153,55 @@ def test_pretrain_runs_data_parallel_under_torchrun_on_an_image_folder(tmp_path)
     write_images(tmp_path / "images")
     output = tmp_path / "run"
     launch = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")
-    args = (EXAMPLES / "pretrain.py", "--data", tmp_path / "images", *TINY, "--steps", "2", "--output", output)
+    data = ("--data", tmp_path / "images", "--holdout", "1")
+    args = (EXAMPLES / "pretrain.py", *data, *TINY, "--steps", "2", "--output", output)
     stdout = run(*launch, *args, cwd=tmp_path)
     assert "batch 2 x 2 process(es)" in stdout
-    assert "training on 5 images" in stdout
+    assert "training on 4 images, 1 held out" in stdout
+    assert "held-out PSNR over the removed patches (5 images x 4 masks)" in stdout  # five crops of the one
     assert stdout.count("checkpoint:") == 1  # only rank 0 prints (and writes)
     assert logged_steps(output) == [1, 2]
     assert (output / "checkpoint" / "model.safetensors").is_file()
 
 
-def test_reconstruct_writes_a_grid_from_a_checkpoint(pretrained, tmp_path):
+@pytest.mark.parametrize("flag", ["--data", "--holdout"])
+def test_pretrain_rejects_data_it_cannot_split(tmp_path, flag):
+    write_images(tmp_path / "images")
+    data = tmp_path / "images" if flag == "--holdout" else tmp_path / "images" / "dogs"  # no class folders
+    stderr = run_failing(EXAMPLES / "pretrain.py", "--data", data, "--holdout", "5", *TINY, cwd=tmp_path)
+    expected = "--holdout must be between 1 and 4" if flag == "--holdout" else f"--data {data}: Couldn't find any class"
+    assert expected in stderr
+
+
+def test_pretrain_trains_on_normalised_pixels_one_flag_away(pretrain):
+    assert not pretrain.parse_args([]).norm_pix_loss
+    assert pretrain.parse_args(["--norm-pix-loss"]).norm_pix_loss
+
+
+def test_reconstruct_writes_a_grid_and_the_psnr_from_a_checkpoint(pretrained, tmp_path):
     output, _ = pretrained
     stdout = run(EXAMPLES / "reconstruct.py", output / "checkpoint", "--output", tmp_path / "grid.png", cwd=tmp_path)
-    assert "4 images, model trained on normalised pixels" in stdout
+    assert "10 images, model trained on pixels" in stdout
+    assert all(value > 0 for value in psnr_line(stdout))
     assert f"reconstruction: {tmp_path / 'grid.png'}" in stdout
     with Image.open(tmp_path / "grid.png") as png:
         assert png.mode == "RGB"
+
+
+def test_reconstruct_takes_image_files(pretrained, tmp_path):
+    output, _ = pretrained
+    paths = write_images(tmp_path / "images")[:3]
+    stdout = run(EXAMPLES / "reconstruct.py", output / "checkpoint", "--images", *paths, cwd=tmp_path)
+    assert "3 images, model trained on pixels" in stdout
+    with Image.open(tmp_path / "reconstruction.png") as png:
+        assert png.size == (4 + 6 * (128 + 4), 4 + 2 * (128 + 4))  # two rows: three images, two a row
 
 
 def test_backbone_trains_a_dense_head_on_a_pretrained_encoder(pretrained, tmp_path):
     output, _ = pretrained
     args = ("--checkpoint", output / "checkpoint", "--steps", "3", "--batch-size", "2", "--log-every", "1")
     stdout = run(EXAMPLES / "backbone.py", *args, cwd=tmp_path)
-    assert "head on blocks [2, 5, 8, 11] of a frozen 12-block encoder" in stdout
+    assert "head on blocks [0, 1, 2, 3] of a frozen 4-block encoder" in stdout
     assert all(f"step {step}: loss" in stdout for step in (1, 2, 3))
 
 
@@ -213,22 +267,39 @@ def test_pretrain_optimizer_exempts_biases_norms_and_tokens_from_weight_decay(pr
     assert not scaler.is_enabled()  # only fp16 needs one
 
 
-def test_normalisation_and_pixel_conversion_invert_each_other(common):
-    pixels = torch.rand(3, 5, 7).mul(255).round().div(255)
-    image = common.to_image(pixels)
-    assert image.size == (7, 5)
-    assert torch.equal(common.to_tensor(image), pixels)
-    assert torch.allclose(common.denormalize(common.normalize(pixels)), pixels, atol=1e-6)
+def test_masked_psnr_matches_scikit_image_on_the_removed_pixels(common):
+    pred, target = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[0, :, :4] = 1
+    mask[1, :, 2:, 6:] = 1
+    psnr = common.masked_psnr(pred, target, mask)
+    for index in range(2):
+        removed = mask[index].expand(3, -1, -1).bool()
+        reference = peak_signal_noise_ratio(target[index][removed].numpy(), pred[index][removed].numpy(), data_range=1)
+        assert psnr[index].item() == pytest.approx(reference, rel=1e-5)
 
 
-def test_random_resized_crop_and_center_crop_give_the_requested_size(common):
-    image = Image.new("RGB", (90, 40))
-    assert common.random_resized_crop(image, (16, 24)).size == (24, 16)
-    assert common.center_crop(image, (16, 24)).size == (24, 16)
+def test_mean_fill_paints_removed_pixels_with_the_visible_mean_colour(common):
+    pixels = torch.rand(1, 3, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., 2:] = 1
+    filled = common.mean_fill(pixels, mask)
+    assert torch.equal(filled[..., :2], pixels[..., :2])
+    colour = pixels[0, :, :, :2].mean(dim=(1, 2))
+    torch.testing.assert_close(filled[0, :, :, 2:], colour.view(3, 1, 1).expand(3, 4, 2))
 
 
-def test_find_images_searches_recursively_and_skips_other_files(common, tmp_path):
-    paths = write_images(tmp_path)
-    assert common.find_images(tmp_path) == sorted(paths)
-    with pytest.raises(SystemExit, match="no image files"):
-        common.find_images(tmp_path / "nested" / "empty")
+def test_heldout_batch_cuts_five_crops_of_each_image_in_the_model_space(common):
+    images = [Image.new("RGB", (90, 40), "red"), Image.new("RGB", (30, 50), "blue")]
+    batch = common.heldout_batch(images, (16, 24))
+    assert batch.shape == (10, 3, 16, 24)
+    torch.testing.assert_close(
+        common.denormalize(batch[:5]), torch.tensor([1.0, 0, 0]).view(3, 1, 1).expand_as(batch[:5])
+    )
+
+
+def test_transforms_give_the_requested_size_in_the_model_space(common):
+    image = Image.new("RGB", (90, 40), "white")
+    for transform in (common.pretrain_transform((16, 24)), common.center_transform((16, 24))):
+        assert transform(image).shape == (3, 16, 24)
+        torch.testing.assert_close(common.denormalize(transform(image)), torch.ones(3, 16, 24))
