@@ -303,3 +303,13 @@ def test_transforms_give_the_requested_size_in_the_model_space(common):
     for transform in (common.pretrain_transform((16, 24)), common.center_transform((16, 24))):
         assert transform(image).shape == (3, 16, 24)
         torch.testing.assert_close(common.denormalize(transform(image)), torch.ones(3, 16, 24))
+
+
+def test_multispectral_starts_13_bands_from_rgb_weights_and_trains(tmp_path):
+    rgb = create_model("mae_vit_tiny", img_size=32, depth=2, decoder_depth=1).save_pretrained(tmp_path / "rgb")
+    output = tmp_path / "bands"
+    stdout = run(EXAMPLES / "multispectral.py", "--weights", rgb, "--steps", "3", "--output", output, cwd=tmp_path)
+    assert "adapted to 13 bands: patch embedding (192, 13, 16, 16)" in stdout
+    before, after = map(float, re.search(r"loss: ([\d.]+) before, ([\d.]+) after 3 steps", stdout).groups())
+    assert math.isfinite(before) and math.isfinite(after)
+    assert MaskedAutoencoderViT.from_pretrained(output).config.in_chans == 13
