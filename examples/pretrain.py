@@ -191,7 +191,7 @@ def load_model(args: argparse.Namespace) -> tuple[MaskedAutoencoderViT, dict[str
     if args.resume is None:
         return build_model(args, norm_pix_loss=args.norm_pix_loss, mask_ratio=args.mask_ratio), None
     # Copied into memory (no mmap): the run rewrites checkpoint folders, possibly this one.
-    model = MaskedAutoencoderViT.from_pretrained(args.resume, mmap=False)
+    model = MaskedAutoencoderViT.from_pretrained(args.resume, mmap=False).train()  # from_pretrained gives eval mode
     return model, torch.load(args.resume / STATE_FILE, map_location="cpu", weights_only=True)
 
 
