@@ -1,6 +1,6 @@
 """What each masking strategy costs in a pre-training step, and a mask ratio per image against one ratio.
 
-    python benchmarks/bench_masking.py                  # ViT-B/16, 224 px, batch 16, fp32, eager
+    python benchmarks/bench_masking.py                  # ViT-B/16, 224 px, batch 8, fp32, eager
     python benchmarks/bench_masking.py --quick          # a tiny model, seconds
 
 Cases, all one step (forward, backward, fused AdamW) of the same model on the same images:
@@ -22,8 +22,8 @@ from masked_autoencoder import BlockMasking, GridMasking
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parsed = harness.parser(__doc__, rounds=6)
-    harness.add_model_flags(parsed, "mae_vit_base_patch16", batch=16)
+    parsed = harness.parser(__doc__, rounds=4)
+    harness.add_model_flags(parsed, "mae_vit_base_patch16", batch=8)
     return parsed
 
 
