@@ -29,7 +29,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from tqdm import tqdm
 
-from masked_autoencoder import MAEConfig, MAEEncoder, MaskedAutoencoderViT, model_config
+from masked_autoencoder import MAEConfig, MAEEncoder, MaskedAutoencoderViT, MaskingStrategy, model_config
 
 Model = TypeVar("Model", bound=MAEEncoder)
 NUM_CLASSES = 10
@@ -130,15 +130,21 @@ class PretrainSettings:
 
 
 def pretrain_digits(
-    config: MAEConfig, train: Digits, settings: PretrainSettings, device: torch.device, dtype: torch.dtype | None
+    config: MAEConfig,
+    train: Digits,
+    settings: PretrainSettings,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    masking: MaskingStrategy | None = None,
 ) -> tuple[MaskedAutoencoderViT, list[float]]:
     """Pre-train a fresh MAE on the training images, without their labels; returns it and its losses.
 
     pretrain.py's recipe and step: AdamW, betas (0.9, 0.95), lr = base_lr * batch / 256, warm-up (5% of the
     steps) then cosine, normalised-pixel targets; random scales and shifts in place of its crops and flips.
+    ``masking``: the model's strategy (default: random masking at the config's ratio).
     """
     torch.manual_seed(settings.seed)
-    model = MaskedAutoencoderViT(config).to(device)
+    model = MaskedAutoencoderViT(config, masking=masking).to(device)
     peak_lr = settings.base_lr * settings.batch_size / 256
     optimizer, scaler = make_optimizer(model, settings.weight_decay, peak_lr, dtype)
     pixels, losses = train.pixels.to(device), []
@@ -151,34 +157,50 @@ def pretrain_digits(
 
 
 def pretrained_weights(args: argparse.Namespace) -> Path:
-    """``--checkpoint``, else the MAE pre-trained on the training digits, cached in ``--output`` (trained if missing).
-
-    The cached MAE is reused when it was pre-trained with the same settings. Prints what it did and how long it took.
-    """
+    """``--checkpoint``, else the MAE pre-trained on the training digits, cached in ``--output``."""
     if args.checkpoint is not None:
         return args.checkpoint
-    folder = args.output / CACHE_FOLDER
     settings = PretrainSettings(args.pretrain_steps, args.pretrain_batch_size, args.seed)
+    return cached_digits_mae(
+        args.output / CACHE_FOLDER, DIGITS_MAE, settings, device=args.device, precision=args.precision
+    )
+
+
+def cached_digits_mae(
+    folder: Path,
+    model: dict[str, Any],
+    settings: PretrainSettings,
+    *,
+    masking: MaskingStrategy | None = None,
+    device: str | None = None,
+    precision: str = "auto",
+) -> Path:
+    """``folder`` holding an MAE (``model_config("mae_vit_tiny", **model)``) pre-trained on the training digits.
+
+    Reused when it was pre-trained with the same model, settings and masking (its repr; None: the config's
+    random masking); else pre-trained and saved there. Prints what it did and how long it took.
+    """
     record_path = folder / CACHE_RECORD
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    if record.get("settings") == asdict(settings) and record.get("model") == DIGITS_MAE:
+    masking_name = None if masking is None else repr(masking)
+    wanted = dict(settings=asdict(settings), model=model, masking=masking_name)
+    if all(record.get(key) == value for key, value in wanted.items()):
         print(f"reusing the MAE pre-trained on digits in {folder}: {describe_pretraining(record)}")
         return folder
     began = time.perf_counter()
-    config = model_config("mae_vit_tiny", **DIGITS_MAE)
+    config = model_config("mae_vit_tiny", **model)
     train, _ = load_digits_split(config.image_hw)
-    device = choose_device(args.device)
-    model, losses = pretrain_digits(config, train, settings, device, choose_precision(args.precision, device))
+    on = choose_device(device)
+    mae, losses = pretrain_digits(config, train, settings, on, choose_precision(precision, on), masking)
     ends = max(1, min(LOSS_ENDS, len(losses) // 4))
     record = dict(
-        settings=asdict(settings),
-        model=DIGITS_MAE,
+        wanted,
         loss_steps_averaged=ends,
         loss_first=statistics.mean(losses[:ends]),
         loss_last=statistics.mean(losses[-ends:]),
         seconds=time.perf_counter() - began,
     )
-    model.save_pretrained(folder)
+    mae.save_pretrained(folder)
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"pre-trained an MAE on {len(train)} training digits, saved in {folder}: {describe_pretraining(record)}")
     return folder

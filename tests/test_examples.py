@@ -250,6 +250,46 @@ def test_digits_scripts_reject_a_checkpoint_they_cannot_read(tmp_path, script, f
     assert message.format(path=tmp_path / folder) in stderr
 
 
+def test_masking_study_pretrains_each_variant_once_and_writes_both_tables(tmp_path):
+    output = tmp_path / "study"
+    settings = ("--pretrain-steps", "2", "--probe-epochs", "0.2", "--finetune-epochs", "0.05", "--output", output)
+    stdout = run(EXAMPLES / "masking_study.py", *DIGITS_TINY[:2], "--ratios", "0.9", "0.75", *settings, cwd=tmp_path)
+    names = ["random-75", "block-50", "block-75", "grid-75", "random-90"]
+    assert all(f"saved in {output / name}: 2 steps of batch 16" in stdout for name in names)
+    assert "| random | 75% | 84.9 | 73.5 |" in stdout and "| grid | 75% | 84.0 | 66.0 |" in stdout
+    assert "| none (random weights) |" in stdout
+    assert re.search(r"^\| 90% \| [0-9.]+ \| [0-9.]+ \|$", stdout, re.MULTILINE)
+    results = json.loads((output / "results.json").read_text())
+    assert [row["name"] for row in results["variants"]] == names
+    assert results["variants"][2]["masking"] == "BlockMasking(mask_ratio=0.75, min_block=5, min_aspect=0.3)"
+    assert results["variants"][3]["masking"] == "GridMasking(stride=2)"
+    assert all(0 <= row[task] <= 100 for row in results["variants"] for task in ("ft", "lin"))
+    assert MaskedAutoencoderViT.from_pretrained(output / "grid-75").config.patch_size == 4  # an 8 x 8 patch grid
+
+
+def test_masking_study_rejects_a_ratio_outside_0_1(tmp_path):
+    stderr = run_failing(EXAMPLES / "masking_study.py", "--ratios", "0.5", "1.0", cwd=tmp_path)
+    assert "--ratios must lie strictly between 0 and 1, got 1.0" in stderr
+
+
+def test_cached_digits_mae_is_reused_only_for_the_same_masking(common, tmp_path, capsys):
+    digits = importlib.import_module("digits")
+    masking = importlib.import_module("masked_autoencoder").BlockMasking(0.5, min_block=2)
+    model = dict(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=16, decoder_depth=1)
+    settings = digits.PretrainSettings(steps=1, batch_size=8, seed=0)
+
+    def cached(strategy: object) -> str:
+        digits.cached_digits_mae(tmp_path, model, settings, masking=strategy, device="cpu", precision="fp32")
+        return capsys.readouterr().out
+
+    assert "pre-trained an MAE" in cached(None)
+    assert "reusing" in cached(None)
+    assert "pre-trained an MAE" in cached(masking)
+    assert "reusing" in cached(masking)
+    assert json.loads((tmp_path / "pretraining.json").read_text())["masking"] == repr(masking)
+    assert "pre-trained an MAE" in cached(None)
+
+
 def test_learning_rate_warms_up_linearly_then_decays_along_a_cosine(common):
     lr = [common.learning_rate(step, peak=1.0, warmup_steps=10, total_steps=110) for step in (0, 5, 10, 60, 110)]
     assert lr == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
