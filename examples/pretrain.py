@@ -13,7 +13,7 @@ visualisations; --norm-pix-loss trains on per-patch normalised pixels, the paper
 whose predictions cannot be shown as pixels (a removed patch's own mean and variance are never predicted).
 
 Data: --data is a torchvision ImageFolder (ROOT/CLASS/IMAGE, labels unused), of which --holdout images are
-kept out of training. Without --data it trains on the colour photographs shipped inside scikit-image and
+kept out of training. Without --data it trains on the 17 photographs shipped inside scikit-image and
 holds out scikit-learn's two sample photographs. At the end it measures, on five crops of each held-out image
 under four masks, the PSNR over the removed patches of the reconstruction and of the removed patches filled
 with the visible pixels' mean colour.

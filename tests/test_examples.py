@@ -106,7 +106,7 @@ def pretrain(common: ModuleType) -> ModuleType:
 def test_pretrain_writes_checkpoint_reconstructions_and_loss_log(pretrained):
     output, stdout = pretrained
     checkpoint = output / "checkpoint"
-    assert "training on 9 images, 2 held out" in stdout
+    assert "training on 17 images, 2 held out" in stdout
     assert f"checkpoint: {checkpoint}" in stdout
     assert f"reconstruction: {output / 'reconstruction-000002.png'}" in stdout
     assert "loss " in stdout
