@@ -120,7 +120,7 @@ def steps_for(epochs: float, count: int, batch_size: int) -> int:
 
 @dataclass(frozen=True)
 class PretrainSettings:
-    """The settings of a digits pre-training run: a cached MAE is reused by runs with the same (and DIGITS_MAE)."""
+    """The settings of a digits pre-training run (one part of what a cached MAE must match to be reused)."""
 
     steps: int
     batch_size: int
@@ -168,30 +168,36 @@ def pretrained_weights(args: argparse.Namespace) -> Path:
 
 def cached_digits_mae(
     folder: Path,
-    model: dict[str, Any],
+    model_overrides: dict[str, Any],
     settings: PretrainSettings,
     *,
     masking: MaskingStrategy | None = None,
     device: str | None = None,
     precision: str = "auto",
 ) -> Path:
-    """``folder`` holding an MAE (``model_config("mae_vit_tiny", **model)``) pre-trained on the training digits.
+    """``folder`` holding an MAE (``model_config("mae_vit_tiny", **model_overrides)``) pre-trained on the digits.
 
-    Reused when it was pre-trained with the same model, settings and masking (its repr; None: the config's
-    random masking); else pre-trained and saved there. Prints what it did and how long it took.
+    Reused when it was pre-trained with the same model, settings, masking (its repr; None: the config's
+    random masking) and precision (as chosen on ``device``); else pre-trained on the training digits and
+    saved there. Prints what it did and how long it took.
     """
     record_path = folder / CACHE_RECORD
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    masking_name = None if masking is None else repr(masking)
-    wanted = dict(settings=asdict(settings), model=model, masking=masking_name)
+    on = choose_device(device)
+    dtype = choose_precision(precision, on)
+    wanted = dict(
+        settings=asdict(settings),
+        model=model_overrides,
+        masking=None if masking is None else repr(masking),
+        precision=next(name for name, value in PRECISIONS.items() if value == dtype),
+    )
     if all(record.get(key) == value for key, value in wanted.items()):
         print(f"reusing the MAE pre-trained on digits in {folder}: {describe_pretraining(record)}")
         return folder
     began = time.perf_counter()
-    config = model_config("mae_vit_tiny", **model)
+    config = model_config("mae_vit_tiny", **model_overrides)
     train, _ = load_digits_split(config.image_hw)
-    on = choose_device(device)
-    mae, losses = pretrain_digits(config, train, settings, on, choose_precision(precision, on), masking)
+    mae, losses = pretrain_digits(config, train, settings, on, dtype, masking)
     ends = max(1, min(LOSS_ENDS, len(losses) // 4))
     record = dict(
         wanted,

@@ -250,36 +250,62 @@ def test_digits_scripts_reject_a_checkpoint_they_cannot_read(tmp_path, script, f
     assert message.format(path=tmp_path / folder) in stderr
 
 
-def test_masking_study_pretrains_each_variant_once_and_writes_both_tables(tmp_path):
+def test_masking_study_pretrains_each_variant_and_writes_both_tables(tmp_path):
     output = tmp_path / "study"
     settings = ("--pretrain-steps", "2", "--probe-epochs", "0.2", "--finetune-epochs", "0.05", "--output", output)
-    stdout = run(EXAMPLES / "masking_study.py", *DIGITS_TINY[:2], "--ratios", "0.9", "0.75", *settings, cwd=tmp_path)
+    ratios = ("--ratios", "0.9", "0.75", "0.9")  # repeated ratios run once
+    stdout = run(EXAMPLES / "masking_study.py", *DIGITS_TINY[:2], *ratios, *settings, cwd=tmp_path)
     names = ["random-75", "block-50", "block-75", "grid-75", "random-90"]
     assert all(f"saved in {output / name}: 2 steps of batch 16" in stdout for name in names)
-    assert "| random | 75% | 84.9 | 73.5 |" in stdout and "| grid | 75% | 84.0 | 66.0 |" in stdout
-    assert "| none (random weights) |" in stdout
-    assert re.search(r"^\| 90% \| [0-9.]+ \| [0-9.]+ \|$", stdout, re.MULTILINE)
     results = json.loads((output / "results.json").read_text())
-    assert [row["name"] for row in results["variants"]] == names
-    assert results["variants"][2]["masking"] == "BlockMasking(mask_ratio=0.75, min_block=5, min_aspect=0.3)"
-    assert results["variants"][3]["masking"] == "GridMasking(stride=2)"
-    assert all(0 <= row[task] <= 100 for row in results["variants"] for task in ("ft", "lin"))
-    assert MaskedAutoencoderViT.from_pretrained(output / "grid-75").config.patch_size == 4  # an 8 x 8 patch grid
+    rows = {row["name"]: row for row in results["variants"]}
+    assert list(rows) == names
+    assert rows["block-75"]["masking"] == "BlockMasking(mask_ratio=0.75, min_block=5, min_aspect=0.3)"
+    assert rows["grid-75"]["masking"] == "GridMasking(stride=2)"
+    record = json.loads((output / "grid-75" / "pretraining.json").read_text())
+    assert record["masking"] == "GridMasking(stride=2)" and record["precision"] == "fp32"
+    grid, random_90 = (rows[name] for name in ("grid-75", "random-90"))
+    assert f"| grid | 75% | 84.0 | 66.0 | {grid['ft']:.1f} | {grid['lin']:.1f} |" in stdout
+    assert f"| 90% | {random_90['ft']:.1f} | {random_90['lin']:.1f} |" in stdout
+    baseline = results["random_init"]
+    assert f"| none (random weights) | - | - | - | {baseline['ft']:.1f} | {baseline['lin']:.1f} |" in stdout
+    assert all(0 <= row[task] <= 100 for row in rows.values() for task in ("ft", "lin"))
+    config = MaskedAutoencoderViT.from_pretrained(output / "random-90").config
+    assert (config.patch_size, config.mask_ratio) == (4, 0.9)  # an 8 x 8 patch grid, the ratio it trained at
 
 
-def test_masking_study_rejects_a_ratio_outside_0_1(tmp_path):
-    stderr = run_failing(EXAMPLES / "masking_study.py", "--ratios", "0.5", "1.0", cwd=tmp_path)
-    assert "--ratios must lie strictly between 0 and 1, got 1.0" in stderr
+@pytest.mark.parametrize("ratio", ["1.0", "0", "0.749"])
+def test_masking_study_rejects_a_ratio_it_cannot_name(tmp_path, ratio):
+    stderr = run_failing(EXAMPLES / "masking_study.py", "--ratios", "0.5", ratio, cwd=tmp_path)
+    assert f"--ratios must be whole percents strictly between 0 and 1, like 0.25, got {float(ratio)}" in stderr
 
 
-def test_cached_digits_mae_is_reused_only_for_the_same_masking(common, tmp_path, capsys):
+def test_masking_study_refuses_a_grid_at_another_ratio(common):
+    study = importlib.import_module("masking_study")
+    assert isinstance(study.Variant("grid", 0.75).masking(min_block=5), study.GridMasking)
+    for sampling, ratio in (("grid", 0.9), ("lines", 0.5)):
+        with pytest.raises(ValueError, match=f"no masking for sampling='{sampling}' at ratio {ratio}"):
+            study.Variant(sampling, ratio).masking(min_block=5)
+
+
+def test_pretrain_digits_trains_with_the_given_masking(common):
+    digits = importlib.import_module("digits")
+    masking = importlib.import_module("masked_autoencoder").GridMasking()
+    config = create_model("mae_vit_tiny", img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2).config
+    train, _ = digits.load_digits_split(config.image_hw)
+    settings = digits.PretrainSettings(steps=1, batch_size=8, seed=0)
+    model, losses = digits.pretrain_digits(config, train, settings, torch.device("cpu"), None, masking)
+    assert model.masking is masking and len(losses) == 1
+
+
+def test_cached_digits_mae_is_reused_only_for_the_same_masking_and_precision(common, tmp_path, capsys):
     digits = importlib.import_module("digits")
     masking = importlib.import_module("masked_autoencoder").BlockMasking(0.5, min_block=2)
     model = dict(img_size=16, patch_size=4, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=16, decoder_depth=1)
     settings = digits.PretrainSettings(steps=1, batch_size=8, seed=0)
 
-    def cached(strategy: object) -> str:
-        digits.cached_digits_mae(tmp_path, model, settings, masking=strategy, device="cpu", precision="fp32")
+    def cached(strategy: object, precision: str = "fp32") -> str:
+        digits.cached_digits_mae(tmp_path, model, settings, masking=strategy, device="cpu", precision=precision)
         return capsys.readouterr().out
 
     assert "pre-trained an MAE" in cached(None)
@@ -287,6 +313,8 @@ def test_cached_digits_mae_is_reused_only_for_the_same_masking(common, tmp_path,
     assert "pre-trained an MAE" in cached(masking)
     assert "reusing" in cached(masking)
     assert json.loads((tmp_path / "pretraining.json").read_text())["masking"] == repr(masking)
+    assert "pre-trained an MAE" in cached(masking, precision="bf16")
+    assert json.loads((tmp_path / "pretraining.json").read_text())["precision"] == "bf16"
     assert "pre-trained an MAE" in cached(None)
 
 
