@@ -161,9 +161,9 @@ def pretrained_weights(args: argparse.Namespace) -> Path:
     if args.checkpoint is not None:
         return args.checkpoint
     settings = PretrainSettings(args.pretrain_steps, args.pretrain_batch_size, args.seed)
-    return cached_digits_mae(
-        args.output / CACHE_FOLDER, DIGITS_MAE, settings, device=args.device, precision=args.precision
-    )
+    folder = args.output / CACHE_FOLDER
+    cached_digits_mae(folder, DIGITS_MAE, settings, device=args.device, precision=args.precision)
+    return folder
 
 
 def cached_digits_mae(
@@ -174,12 +174,12 @@ def cached_digits_mae(
     masking: MaskingStrategy | None = None,
     device: str | None = None,
     precision: str = "auto",
-) -> Path:
-    """``folder`` holding an MAE (``model_config("mae_vit_tiny", **model_overrides)``) pre-trained on the digits.
+) -> dict[str, Any]:
+    """Make ``folder`` hold an MAE (``model_config("mae_vit_tiny", **model_overrides)``) pre-trained on the digits.
 
     Reused when it was pre-trained with the same model, settings, masking (its repr; None: the config's
     random masking) and precision (as chosen on ``device``); else pre-trained on the training digits and
-    saved there. Prints what it did and how long it took.
+    saved there. Prints what it did and how long it took; returns its record (``pretraining.json``).
     """
     record_path = folder / CACHE_RECORD
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
@@ -193,7 +193,7 @@ def cached_digits_mae(
     )
     if all(record.get(key) == value for key, value in wanted.items()):
         print(f"reusing the MAE pre-trained on digits in {folder}: {describe_pretraining(record)}")
-        return folder
+        return record
     began = time.perf_counter()
     config = model_config("mae_vit_tiny", **model_overrides)
     train, _ = load_digits_split(config.image_hw)
@@ -209,7 +209,7 @@ def cached_digits_mae(
     mae.save_pretrained(folder)
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"pre-trained an MAE on {len(train)} training digits, saved in {folder}: {describe_pretraining(record)}")
-    return folder
+    return record
 
 
 def describe_pretraining(record: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 from common import PRECISIONS, choose_device
-from digits import CACHE_RECORD, DIGITS_MAE, PretrainSettings, cached_digits_mae, load_digits_split, positive
+from digits import DIGITS_MAE, Digits, PretrainSettings, cached_digits_mae, load_digits_split, positive
 from finetune import CLASSIFIER, finetune_accuracy
 from finetune import parse_args as finetune_args
 from linear_probe import parse_args as probe_args
@@ -47,6 +47,7 @@ from masked_autoencoder import (
 )
 
 STUDY_MAE = {**DIGITS_MAE, "patch_size": 4}  # 32 x 32 images: an 8 x 8 patch grid
+STUDY_CONFIG = model_config("mae_vit_tiny", **STUDY_MAE)
 MIN_BLOCK = 5  # BEiT's 16 of 196 patches, as a share of 64
 RESULTS_FILE = "results.json"
 
@@ -122,19 +123,24 @@ def recipes(args: argparse.Namespace) -> tuple[argparse.Namespace, argparse.Name
 
 
 def evaluate(
-    weights: Path | None, probe: argparse.Namespace, finetune: argparse.Namespace, seed: int, device: torch.device
+    weights: Path | None,
+    data: tuple[Digits, Digits],
+    probe: argparse.Namespace,
+    finetune: argparse.Namespace,
+    seed: int,
+    device: torch.device,
 ) -> dict[str, float]:
     """Test accuracies (%) of the linear probe and the fine-tuned classifier on the MAE in ``weights``, on ``device``.
 
-    ``weights`` None: the same encoder and classifier with random weights, drawn from ``seed``.
+    ``data``: the (train, test) digits. ``weights`` None: the study's encoder and classifier with random
+    weights, drawn from ``seed``.
     """
-    config = model_config("mae_vit_tiny", **STUDY_MAE)
-    train, test = load_digits_split(config.image_hw)
+    train, test = data
     torch.manual_seed(seed)
-    encoder = MAEEncoder(config) if weights is None else MAEEncoder.from_pretrained(weights)
+    encoder = MAEEncoder(STUDY_CONFIG) if weights is None else MAEEncoder.from_pretrained(weights)
     torch.manual_seed(seed)  # the classifier's new head and fc_norm: the same draw for every variant
     classifier = (
-        MAEViTClassifier(config, **CLASSIFIER)
+        MAEViTClassifier(STUDY_CONFIG, **CLASSIFIER)
         if weights is None
         else MAEViTClassifier.from_pretrained(weights, **CLASSIFIER)
     )
@@ -148,6 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     """Pre-train (or reuse) and evaluate every variant, and the random-weights baseline; the results."""
     probe, finetune = recipes(args)
     device = choose_device(args.device)
+    data = load_digits_split(STUDY_CONFIG.image_hw)
     settings = PretrainSettings(args.pretrain_steps, args.pretrain_batch_size, args.seed)
     results = []
     for variant in variants(args.ratios):
@@ -155,11 +162,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         folder = args.output / variant.name
         masking = variant.masking(args.min_block)
         model = {**STUDY_MAE, "mask_ratio": variant.ratio}
-        weights = cached_digits_mae(
+        record = cached_digits_mae(
             folder, model, settings, masking=masking, device=args.device, precision=args.precision
         )
-        pretrain_seconds = json.loads((folder / CACHE_RECORD).read_text())["seconds"]
-        accuracies = evaluate(weights, probe, finetune, args.seed, device)
+        accuracies = evaluate(folder, data, probe, finetune, args.seed, device)
         seconds = time.perf_counter() - began
         results.append(
             dict(
@@ -167,12 +173,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 name=variant.name,
                 masking=repr(masking),
                 **accuracies,
-                pretrain_seconds=pretrain_seconds,
+                pretrain_seconds=record["seconds"],
                 seconds=seconds,
             )
         )
         print(f"{variant.name}: linear probe {accuracies['lin']:.1f}%, fine-tuning {accuracies['ft']:.1f}%")
-    baseline = evaluate(None, probe, finetune, args.seed, device)
+    baseline = evaluate(None, data, probe, finetune, args.seed, device)
     return dict(
         settings=asdict(settings),
         model=STUDY_MAE,
