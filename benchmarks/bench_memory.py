@@ -3,9 +3,10 @@
     python benchmarks/bench_memory.py                   # ViT-B/16, 224 px, batch 8, fp32
     python benchmarks/bench_memory.py --quick           # a tiny model, seconds
 
-Sides: ours, ours with gradient checkpointing (each block recomputed in backward), and
-ViTMAEForPreTraining (sdpa). Each runs in a fresh process of its own (all at once): a warm-up step, then one measured
-step, both zeroing the gradients in place, so that their buffers count as static memory. In MB:
+Sides: ours, ours with the MLPs' GELU recomputed in backward (``set_activation_recompute``), ours with
+gradient checkpointing (each block recomputed in backward), and ViTMAEForPreTraining (sdpa). Each runs in a
+fresh process of its own (all at once): a warm-up step, then one measured step, both zeroing the gradients
+in place, so that their buffers count as static memory. In MB:
 - peak: the process's peak resident memory in the measured step (on a GPU: peak allocated);
 - static: the memory after the warm-up step (libraries, weights, gradients, AdamW state);
 - step extra: peak - static, what forward and backward add;
@@ -33,7 +34,7 @@ import harness
 import sides
 import torch
 
-SIDES = ("ours", "ours-checkpointing", "transformers-sdpa")
+SIDES = ("ours", "ours-activation-recompute", "ours-checkpointing", "transformers-sdpa")
 REFERENCE = "transformers-sdpa"
 _MB = 2**20
 
@@ -72,6 +73,7 @@ def measure(side: str, args: argparse.Namespace) -> dict[str, float]:
     imgs, noise = sides.make_inputs(model, args.batch)
     loss = sides.ours_loss(imgs, noise)
     model.set_grad_checkpointing(side == "ours-checkpointing")
+    model.set_activation_recompute(side == "ours-activation-recompute")
     if side == REFERENCE:
         with tempfile.TemporaryDirectory() as folder:
             files = sides.write_transformers_files(model, Path(folder))

@@ -43,12 +43,14 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
     """Two linear layers with an exact (erf) GELU between. x: (B, N, D) -> (B, N, D).
 
-    In eager training the GELU's output is not kept for backward but recomputed there from its input
-    (:func:`recomputed_in_backward`): a quarter less activation memory per block, same values and
-    gradients. ``act`` and ``fc2`` still run as modules, so hooks and replacements (LoRA,
-    quantisation) work as written; a hook on ``act`` runs again in backward. ``recompute_activation``
-    turns this off; gradient checkpointing does (the whole block is recomputed then), and under
-    ``torch.compile`` the compiler chooses what to recompute itself.
+    ``recompute_activation`` (off by default; ``set_activation_recompute`` sets it in a whole model): in
+    eager training the GELU's output (B, N, hidden_dim) is not kept for backward but recomputed there by
+    running ``act`` again on its input (:func:`recomputed_in_backward`): same values and gradients, about
+    a quarter less kept for backward (docs/training.md). Off by default because users see it: hooks on
+    ``act`` run again in backward, and an outer ``saved_tensors_hooks`` (``save_on_cpu``) sees none of what
+    ``fc2`` saves, while the GELU's input stays where it is. ``act`` and ``fc2`` always run as modules, so
+    hooks and replacements (LoRA, quantisation) work as written. Only a plain ``nn.GELU`` is recomputed;
+    under ``torch.compile`` the compiler chooses what to recompute.
     """
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
@@ -56,7 +58,7 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dim, dim)
-        self.recompute_activation = True
+        self.recompute_activation = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.fc1(x)
@@ -65,6 +67,7 @@ class Mlp(nn.Module):
         recompute = self.recompute_activation and type(self.act) is nn.GELU and not torch.compiler.is_compiling()
         if not (recompute and torch.is_grad_enabled() and activated.requires_grad):
             return self.fc2(activated)
+        # Through the module, not F.gelu: a hook that changes act's output must change the recomputed one too.
         with recomputed_in_backward(activated, lambda: self.act(hidden)):
             return self.fc2(activated)
 

@@ -17,7 +17,8 @@ def recomputed_in_backward(tensor: torch.Tensor, recompute: Callable[[], torch.T
     anyway, such as an activation of a saved input). What autograd saved of ``tensor`` (the tensor
     itself, or a view of it) is rebuilt from the recomputed values with the same shape, strides and
     offset. Built on ``torch.autograd.graph.saved_tensors_hooks``: inside, an outer pair of such hooks
-    does not see the tensors saved. A non-contiguous ``tensor`` is left alone (saved as usual).
+    (``save_on_cpu``, a checkpoint's) does not see the tensors saved, and what ``recompute`` refers to stays
+    alive, where it is, until backward. A non-contiguous ``tensor`` is left alone (saved as usual).
     """
     if not tensor.is_contiguous():  # the recomputation is contiguous: views of another layout would not match
         yield

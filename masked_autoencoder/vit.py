@@ -95,12 +95,25 @@ class VisionTransformer(PretrainedMixin, nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in backward instead of storing them (every block of the model).
 
-        The MLPs' own GELU recomputation is then redundant and turned off (see :class:`Mlp`).
+        Turning it on turns the MLPs' activation recompute off (:meth:`set_activation_recompute`): the
+        blocks' recomputation covers it, and inside a checkpoint it would keep each MLP's hidden tensor alive.
         """
+        if enable:
+            self.set_activation_recompute(False)
         self.grad_checkpointing = enable
+
+    def set_activation_recompute(self, enable: bool = True) -> None:
+        """Recompute each MLP's GELU output in backward instead of storing it (every block; off by default).
+
+        Same values and gradients, about a quarter less kept for backward; but hooks on ``mlp.act`` run
+        twice per step and outer saved-tensor hooks (``save_on_cpu``) miss what the MLPs save (see
+        :class:`Mlp`). Not with gradient checkpointing, which recomputes whole blocks.
+        """
+        expected = "False while gradient checkpointing is on (it already recomputes whole blocks)"
+        require(not (enable and self.grad_checkpointing), "enable", enable, expected)
         for module in self.modules():
             if isinstance(module, Mlp):
-                module.recompute_activation = not enable
+                module.recompute_activation = enable
 
     def run_blocks(
         self, tokens: torch.Tensor, blocks: nn.ModuleList | None = None, keep: torch.Tensor | None = None
