@@ -249,6 +249,11 @@ def choose_precision(precision: str, device: torch.device) -> torch.dtype | None
     return autocast_dtype(device) if precision == "auto" else PRECISIONS[precision]
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The ``--precision`` name of an autocast dtype, ``fp32`` for None: what a run records."""
+    return next(name for name, value in PRECISIONS.items() if value == dtype)
+
+
 # ---- optimisation -------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
-from common import PRECISIONS, choose_device, choose_precision, learning_rate, normalize
+from common import PRECISIONS, choose_device, choose_precision, learning_rate, normalize, precision_name
 from pretrain import make_optimizer, train_step
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -189,7 +189,7 @@ def cached_digits_mae(
         settings=asdict(settings),
         model=model_overrides,
         masking=None if masking is None else repr(masking),
-        precision=next(name for name, value in PRECISIONS.items() if value == dtype),
+        precision=precision_name(dtype),
     )
     if all(record.get(key) == value for key, value in wanted.items()):
         print(f"reusing the MAE pre-trained on digits in {folder}: {describe_pretraining(record)}")

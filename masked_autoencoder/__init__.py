@@ -22,32 +22,39 @@ from .factory import (
     vit_huge_patch14,
     vit_large_patch16,
 )
-from .hub.known_weights import list_pretrained
+from .hub.known_weights import KnownWeights, list_pretrained
+from .hub.mixin import PretrainedMixin
 from .linear_probe import LinearProbe, linear_probe_head
 from .loss import mae_loss, normalized_pixels
-from .masking import BlockMasking, GridMasking, MaskingOutput, MaskingStrategy, RandomMasking
+from .masking import BlockMasking, GridMasking, MaskingArgs, MaskingOutput, MaskingStrategy, RandomMasking
 from .model import MAEOutput, MaskedAutoencoderViT
 from .optim import param_groups_lrd
 from .patches import patchify, unpatchify
 from .pos_embed import resize_pos_embed, sincos_pos_embed_2d
 from .precision import autocast_dtype
 from .reconstruction import Reconstruction, reconstruct
-from .registry import list_models, model_config
+from .registry import Architecture, list_models, model_config
+from .vit import VisionTransformer
 
 __all__ = [
+    "Architecture",
     "BlockMasking",
     "CheckpointRules",
     "GridMasking",
+    "KnownWeights",
     "LinearProbe",
     "MAEConfig",
     "MAEEncoder",
     "MAEOutput",
     "MAEViTClassifier",
     "MaskedAutoencoderViT",
+    "MaskingArgs",
     "MaskingOutput",
     "MaskingStrategy",
+    "PretrainedMixin",
     "RandomMasking",
     "Reconstruction",
+    "VisionTransformer",
     "__version__",
     "autocast_dtype",
     "create_classifier",

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ._validation import fail, require, require_mask_ratio, require_positive_int, to_pair
+from ._validation import fail, require, require_mask_ratio, require_positive_int, require_positive_number, to_pair
 
 Size = int | tuple[int, int]
 
@@ -59,12 +59,11 @@ class MAEConfig:
             require(dim % num_heads == 0, width, dim, f"divisible by {heads}={num_heads}")
             # The 2-D sin-cos table splits the width into (row, column) x (sin, cos) quarters.
             require(dim % 4 == 0, width, dim, "a multiple of 4 (2-D sin-cos position embeddings)")
-        ok_ratio = isinstance(self.mlp_ratio, (int, float)) and not isinstance(self.mlp_ratio, bool)
-        require(ok_ratio and self.mlp_ratio > 0, "mlp_ratio", repr(self.mlp_ratio), "a positive number")
+        require_positive_number(self.mlp_ratio, "mlp_ratio")
         require(isinstance(self.norm_pix_loss, bool), "norm_pix_loss", repr(self.norm_pix_loss), "a bool")
-        require_mask_ratio(self.mask_ratio)
-        ok_eps = isinstance(self.layer_norm_eps, (int, float)) and not isinstance(self.layer_norm_eps, bool)
-        require(ok_eps and self.layer_norm_eps > 0, "layer_norm_eps", repr(self.layer_norm_eps), "a positive number")
+        # Stored as a Python float: a NumPy scalar ratio is accepted, and config.json stays plain JSON.
+        object.__setattr__(self, "mask_ratio", require_mask_ratio(self.mask_ratio))
+        require_positive_number(self.layer_norm_eps, "layer_norm_eps")
 
     @property
     def image_hw(self) -> tuple[int, int]:

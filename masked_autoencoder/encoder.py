@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ._validation import require
 from .checkpoint_rules import CheckpointRules
 from .config import MAEConfig, resolve_config
-from .masking import MaskingOutput, MaskingStrategy, RandomMasking, kept_slots
+from .masking import MaskingArgs, MaskingOutput, MaskingStrategy, RandomMasking, kept_slots
 from .vit import VisionTransformer
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # Pre-training checkpoint keys that belong to the decoder: an encoder has no place for them.
 DECODER_PREFIXES = ("decoder_", "mask_token")
@@ -28,6 +31,10 @@ class MAEEncoder(VisionTransformer):
     ``drop_path_rate`` (stochastic depth, for fine-tuning) rises linearly over the blocks, as in the
     official fine-tuning code. ``masking``: how pre-training chooses the removed patches, a
     :class:`MaskingStrategy` (default: :class:`RandomMasking` at the config's ``mask_ratio``, the paper's).
+
+    The strategy owns the mask ratio: ``config.mask_ratio`` always mirrors ``masking.mask_ratio``
+    (given ``masking=BlockMasking(0.9)``, or later ``model.masking = ...``, the config says 0.9, and
+    ``save_pretrained`` records it). A ``mask_ratio=`` keyword that disagrees with ``masking`` raises.
     """
 
     def __init__(
@@ -38,10 +45,27 @@ class MAEEncoder(VisionTransformer):
         masking: MaskingStrategy | None = None,
         **overrides: Any,
     ) -> None:
+        _check_masking(masking)
+        if masking is not None:
+            given = overrides.get("mask_ratio", masking.mask_ratio)
+            expected = f"{masking.mask_ratio}, the ratio of masking={masking!r}, or not given (the strategy owns it)"
+            require(given == masking.mask_ratio, "mask_ratio", given, expected)
+            overrides = {**overrides, "mask_ratio": masking.mask_ratio}
         config = resolve_config(config, overrides)
         super().__init__(config, learned_position_table=False, final_norm=True, drop_path_rate=drop_path_rate)
-        _check_masking(masking)
         self.masking = RandomMasking(config.mask_ratio) if masking is None else masking
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Keep the one home of the mask ratio: a new strategy updates the config; a config must agree with it."""
+        if name == "masking":
+            require(isinstance(value, MaskingStrategy), "masking", type(value).__name__, "a MaskingStrategy")
+        elif name == "config" and "masking" in self._modules:
+            ratio = self.masking.mask_ratio
+            ok = value.mask_ratio == ratio
+            require(ok, "config.mask_ratio", value.mask_ratio, f"{ratio}, the strategy's: set model.masking instead")
+        super().__setattr__(name, value)
+        if name == "masking":
+            super().__setattr__("config", self.config.replace(mask_ratio=value.mask_ratio))
 
     @property
     def checkpoint_rules(self) -> CheckpointRules:
@@ -49,27 +73,19 @@ class MAEEncoder(VisionTransformer):
         return dataclasses.replace(super().checkpoint_rules, unused=DECODER_PREFIXES)
 
     def forward_encoder(
-        self,
-        imgs: torch.Tensor,
-        mask_ratio: float | torch.Tensor | None = None,
-        *,
-        noise: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        masking: MaskingStrategy | None = None,
+        self, imgs: torch.Tensor, mask_ratio: float | torch.Tensor | None = None, **masking_args: Unpack[MaskingArgs]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode only the kept patches, as in pre-training (the official method's signature and result).
 
         imgs: (B, C, H, W) -> latent (B, 1 + K, D) (class token first), mask (B, L) (1 = removed)
-        and ids_restore (B, L). The masking arguments are those of :class:`MaskingStrategy`;
-        ``mask_ratio`` defaults to the strategy's; ``masking`` replaces the model's strategy for this call.
+        and ids_restore (B, L). The masking keywords (:class:`MaskingArgs`: ``noise``, ``mask``,
+        ``generator``, ``masking``) are those of :class:`MaskingStrategy`; ``mask_ratio`` defaults to the
+        strategy's; ``masking`` replaces the model's strategy for this call.
         A (B,) ``mask_ratio`` (:class:`RandomMasking`) lets each image keep its own K_b patches: the batch
         runs padded to the largest, the padding masked out of attention, and ``latent`` rows past an
         image's 1 + K_b are zero.
         """
-        latent, masked, _ = self._encode_kept(
-            imgs, mask_ratio, noise=noise, mask=mask, generator=generator, masking=masking
-        )
+        latent, masked, _ = self._encode_kept(imgs, mask_ratio, masking_args)
         return latent, masked.mask, masked.ids_restore
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -77,18 +93,15 @@ class MAEEncoder(VisionTransformer):
         return self.forward_features(imgs)
 
     def _encode_kept(
-        self,
-        imgs: torch.Tensor,
-        mask_ratio: float | torch.Tensor | None,
-        *,
-        masking: MaskingStrategy | None,
-        **masking_args: Any,
+        self, imgs: torch.Tensor, mask_ratio: float | torch.Tensor | None, masking_args: MaskingArgs
     ) -> tuple[torch.Tensor, MaskingOutput, tuple[int, int]]:
         """Check, embed, mask and encode: latent (B, 1 + K, D), the masking, and the patch grid."""
+        call_args: dict[str, Any] = dict(masking_args)
+        masking = call_args.pop("masking", None)
         _check_masking(masking)
         patches, cls, grid = self._embed(imgs)
         strategy = self.masking if masking is None else masking
-        masked = strategy(patches, grid=grid, mask_ratio=mask_ratio, **masking_args)
+        masked = strategy(patches, grid=grid, mask_ratio=mask_ratio, **call_args)
         tokens = torch.cat([cls, masked.kept], dim=1)
         if not isinstance(mask_ratio, torch.Tensor):
             return self.transform(tokens), masked, grid

@@ -7,7 +7,6 @@ from typing import Any, TypeVar
 
 from ._validation import require
 from .classifier import GLOBAL_POOL, NUM_CLASSES, MAEViTClassifier
-from .config import split_config_fields
 from .encoder import MAEEncoder
 from .model import MaskedAutoencoderViT
 from .registry import Architecture, architecture, model_config
@@ -32,8 +31,7 @@ def create_model(
     arch = architecture(name)
     model_class = MAEEncoder if encoder_only else MaskedAutoencoderViT
     if not pretrained:
-        fields, options = split_config_fields(overrides)
-        return model_class(model_config(name, **fields), **options)
+        return model_class(model_config(name), **overrides)  # the class tells config fields from its own options
     return _load_checked(model_class, arch, arch.pretrained if pretrained is True else pretrained, overrides)
 
 

@@ -14,14 +14,18 @@ _EXPECTED_PATCHES = (
 )
 
 
-def normalized_pixels(target: torch.Tensor, eps: float = NORM_PIX_EPS) -> torch.Tensor:
-    """Normalize each patch by its own mean and variance. target: (B, L, N) -> (B, L, N).
+def patch_variance(patches: torch.Tensor) -> torch.Tensor:
+    """Each patch's variance over its values. (B, L, N) -> (B, L, 1).
 
-    Uses the unbiased variance (torch's default), as the official code does.
+    Unbiased (torch's default), as the official code; a patch of one value has variance 0 (not NaN).
     """
+    return patches.var(dim=-1, keepdim=True, correction=1 if patches.shape[-1] > 1 else 0)
+
+
+def normalized_pixels(target: torch.Tensor, eps: float = NORM_PIX_EPS) -> torch.Tensor:
+    """Normalize each patch by its own mean and variance (:func:`patch_variance`). target: (B, L, N) -> (B, L, N)."""
     mean = target.mean(dim=-1, keepdim=True)
-    var = target.var(dim=-1, keepdim=True)
-    return (target - mean) / (var + eps).sqrt()
+    return (target - mean) / (patch_variance(target) + eps).sqrt()
 
 
 def mae_loss(

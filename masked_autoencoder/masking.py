@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypedDict
 
 import torch
 from torch import nn
 
-from ._validation import describe, fail, require, require_mask_ratio
+from ._validation import describe, fail, is_int, is_number, require, require_mask_ratio, square_side
+
+
+class MaskingArgs(TypedDict, total=False):
+    """The per-call masking keywords of the models' masked forwards, gathered once (see :class:`MaskingStrategy`)."""
+
+    noise: torch.Tensor | None
+    """(B, L) scores of the caller's own, the K lowest kept (the official random shuffle)."""
+    mask: torch.Tensor | None
+    """(B, L) bool, True = removed, the same count in every row."""
+    generator: torch.Generator | None
+    """For reproducible draws."""
+    masking: MaskingStrategy | None
+    """A strategy that replaces the model's own for this call."""
 
 
 class MaskingOutput(NamedTuple):
@@ -67,8 +80,12 @@ class MaskingStrategy(nn.Module):
 
     def __init__(self, mask_ratio: float = 0.75) -> None:
         super().__init__()
-        require_mask_ratio(mask_ratio)
-        self.mask_ratio = mask_ratio
+        self._mask_ratio = require_mask_ratio(mask_ratio)
+
+    @property
+    def mask_ratio(self) -> float:
+        """The share of patches removed when a call gives no ``mask_ratio``; read-only: a model's config mirrors it."""
+        return self._mask_ratio
 
     def extra_repr(self) -> str:
         return f"mask_ratio={self.mask_ratio}"
@@ -96,21 +113,18 @@ class MaskingStrategy(nn.Module):
         require(isinstance(tokens, torch.Tensor) and tokens.dim() == 3, "tokens", describe(tokens), "(B, L, D)")
         if isinstance(mask_ratio, torch.Tensor):
             return self._per_image(tokens, grid, mask_ratio, noise, generator)
-        batch, length = tokens.shape[:2]
+        length = tokens.shape[1]
         if mask is not None:
             for name, value in (("noise", noise), ("mask_ratio", mask_ratio), ("generator", generator)):
                 require(value is None, name, type(value).__name__, "None when a mask is given")
             ids_shuffle, len_keep = _order_from_mask(mask, tokens)
         else:
-            ratio = self.mask_ratio if mask_ratio is None else mask_ratio
-            require_mask_ratio(ratio)
-            if noise is None:
-                noise = self.scores(batch, _grid_of(length, grid), ratio, device=tokens.device, generator=generator)
-            else:
-                require(generator is None, "generator", "a generator", "None when noise is given")
-                _check_per_patch(noise, "noise", tokens, "a floating-point dtype", torch.is_floating_point)
+            ratio = require_mask_ratio(self.mask_ratio if mask_ratio is None else mask_ratio)
+            noise = self._scores_or_noise(tokens, grid, ratio, noise, generator)
+            len_keep = self.kept_count(length, ratio)
+            require(len_keep >= 1, "mask_ratio", ratio, f"a ratio that keeps at least one of the {length} patches")
             # Stable: ties (a strategy's 0 / 1 scores) keep image order; random noise has none.
-            ids_shuffle, len_keep = torch.argsort(noise, dim=1, stable=True), self.kept_count(length, ratio)
+            ids_shuffle = torch.argsort(noise, dim=1, stable=True)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = ids_shuffle[:, :len_keep]
         # Equal to the official "ones, zero the first K, unshuffle", without a scatter.
@@ -129,22 +143,38 @@ class MaskingStrategy(nn.Module):
         batch, length = tokens.shape[:2]
         name = type(self).__name__
         require(self.per_image_ratio, "mask_ratio", "a tensor", f"a number: {name} takes one ratio for the batch")
-        ok = ratios.shape == (batch,) and ratios.is_floating_point() and ratios.device == tokens.device
+        ok = ratios.shape == (batch,) and batch > 0 and ratios.is_floating_point() and ratios.device == tokens.device
         require(ok, "mask_ratio", describe(ratios), f"a number, or a ({batch},) floating tensor on {tokens.device}")
-        # One sync: the padded width depends on the data.
-        require(bool(((ratios >= 0) & (ratios < 1)).all()), "mask_ratio", ratios.tolist(), "ratios in [0, 1)")
-        if noise is None:
-            noise = self.scores(batch, _grid_of(length, grid), ratios, device=tokens.device, generator=generator)
-        else:
-            require(generator is None, "generator", "a generator", "None when noise is given")
-            _check_per_patch(noise, "noise", tokens, "a floating-point dtype", torch.is_floating_point)
         len_keep = num_kept(length, ratios)  # (B,)
+        # The one host sync of this path: the padded width depends on the data; the checks ride along.
+        in_range = ((ratios >= 0) & (ratios < 1)).all().long()
+        in_range, fewest, most = torch.stack([in_range, len_keep.min(), len_keep.max()]).tolist()
+        if not in_range or fewest < 1:  # the message reads the ratios only on this path
+            expected = f"ratios in [0, 1) that keep at least one of the {length} patches"
+            fail("mask_ratio", ratios.tolist(), expected)
+        noise = self._scores_or_noise(tokens, grid, ratios, noise, generator)
         ids_shuffle = torch.argsort(noise, dim=1, stable=True)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
-        ids_keep = ids_shuffle[:, : int(len_keep.max())]
+        ids_keep = ids_shuffle[:, :most]
         removed = (ids_restore >= len_keep[:, None]).to(tokens.dtype)
         kept = gather_tokens(tokens, ids_keep).masked_fill(~kept_slots(removed, ids_keep.shape[1])[..., None], 0)
         return MaskingOutput(kept, removed, ids_restore, ids_keep)
+
+    def _scores_or_noise(
+        self,
+        tokens: torch.Tensor,
+        grid: tuple[int, int] | None,
+        ratio: float | torch.Tensor,
+        noise: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """The (B, L) scores to sort: the caller's ``noise``, checked, or the strategy's own draw."""
+        batch, length = tokens.shape[:2]
+        if noise is None:
+            return self.scores(batch, _grid_of(length, grid), ratio, device=tokens.device, generator=generator)
+        require(generator is None, "generator", "a generator", "None when noise is given")
+        _check_per_patch(noise, "noise", tokens, "a floating-point dtype", torch.is_floating_point)
+        return noise
 
 
 class RandomMasking(MaskingStrategy):
@@ -170,7 +200,7 @@ class GridMasking(MaskingStrategy):
     """
 
     def __init__(self, stride: int = 2) -> None:
-        ok = isinstance(stride, int) and not isinstance(stride, bool) and stride >= 2
+        ok = is_int(stride) and stride >= 2
         require(ok, "stride", repr(stride), "an int >= 2")
         super().__init__(1.0 - 1.0 / stride**2)
         self.stride = stride
@@ -206,9 +236,9 @@ class BlockMasking(MaskingStrategy):
 
     def __init__(self, mask_ratio: float = 0.75, *, min_block: int = 16, min_aspect: float = 0.3) -> None:
         super().__init__(mask_ratio)
-        ok_block = isinstance(min_block, int) and not isinstance(min_block, bool) and min_block >= 1
+        ok_block = is_int(min_block) and min_block >= 1
         require(ok_block, "min_block", repr(min_block), "a positive int (patches)")
-        ok_aspect = isinstance(min_aspect, (int, float)) and not isinstance(min_aspect, bool) and 0 < min_aspect <= 1
+        ok_aspect = is_number(min_aspect) and 0 < min_aspect <= 1
         require(ok_aspect, "min_aspect", repr(min_aspect), "a number in (0, 1]")
         self.min_block, self.min_aspect = min_block, float(min_aspect)
 
@@ -244,19 +274,21 @@ class BlockMasking(MaskingStrategy):
 def _order_from_mask(mask: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, int]:
     """A shuffle that puts the kept patches first, in image order, and the number kept."""
     _check_per_patch(mask, "mask", tokens, "dtype torch.bool (True = removed)", _is_bool)
-    removed_per_row = mask.sum(dim=1)
-    counts = removed_per_row.unique().tolist()  # a data-dependent length: one sync, for user masks only
+    batch, length = mask.shape
+    require(batch > 0, "mask", describe(mask), "a mask of at least one row (an empty batch removes no set number)")
+    counts = mask.sum(dim=1).unique().tolist()  # a data-dependent length: one sync, for user masks only
     if len(counts) != 1:
         fail("mask", f"rows removing {counts} patches", "the same number of removed patches in every row")
-    ids_shuffle = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)
-    return ids_shuffle, mask.shape[1] - int(counts[0])
+    len_keep = length - int(counts[0])
+    require(len_keep >= 1, "mask", f"a mask removing all {length} patches", "a mask that keeps at least one patch")
+    return torch.argsort(mask.to(torch.uint8), dim=1, stable=True), len_keep
 
 
 def _grid_of(length: int, grid: tuple[int, int] | None) -> tuple[int, int]:
     """The (h, w) patch grid of L tokens: ``grid`` checked against L; else the square one, or one row."""
     if grid is None:
-        side = math.isqrt(length)
-        return (side, side) if side * side == length else (1, length)
+        side = square_side(length)
+        return (1, length) if side is None else (side, side)
     require(grid[0] * grid[1] == length, "grid", grid, f"a grid of h * w = L = {length} patches")
     return grid
 

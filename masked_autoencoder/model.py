@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -15,9 +15,12 @@ from .config import MAEConfig
 from .encoder import MAEEncoder
 from .layers import build_blocks, init_vit_weights
 from .loss import mae_loss, masked_mse
-from .masking import MaskingStrategy, gather_tokens, kept_slots
-from .patches import patchify, to_patches
+from .masking import MaskingArgs, MaskingStrategy, RandomMasking, gather_tokens, kept_slots
+from .patches import patchify, to_patches, unpatchify
 from .pos_embed import position_table_for_grid, sincos_pos_embed_2d
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _MASK_TOKEN_STD = 0.02
 
@@ -73,7 +76,13 @@ class MaskedAutoencoderViT(MAEEncoder):
     def checkpoint_rules(self) -> CheckpointRules:
         """The encoder's, but the decoder is used: its heads and pixel target must agree with a checkpoint's too."""
         rules = super().checkpoint_rules
-        return dataclasses.replace(rules, unused=(), settings=(*rules.settings, "decoder_num_heads", "norm_pix_loss"))
+        return dataclasses.replace(
+            rules,
+            position_tables=(*rules.position_tables, "decoder_pos_embed"),
+            unused=(),
+            settings=(*rules.settings, "decoder_num_heads", "norm_pix_loss"),
+            pixel_outputs=("decoder_pred.weight", "decoder_pred.bias"),
+        )
 
     def forward_decoder(
         self,
@@ -94,31 +103,41 @@ class MaskedAutoencoderViT(MAEEncoder):
         self._check_decoder_inputs(latent, ids_restore, grid, mask)
         return self._decode(latent, ids_restore, grid, mask)
 
+    def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
+        """The official method: :func:`patchify` with this model's patch. (B, C, H, W) -> (B, L, P_h*P_w*C)."""
+        self.grid_of(imgs)
+        return to_patches(imgs, self.config.patch_hw)
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """The official method: :func:`unpatchify` with this model's patch, square grid. (B, L, N) -> (B, C, H, W)."""
+        return unpatchify(x, self.config.patch_hw)
+
+    def random_masking(
+        self, x: torch.Tensor, mask_ratio: float | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The official method: per-sample random masking of tokens, whatever the model's own strategy.
+
+        x: (B, L, D) -> kept tokens (B, K, D), mask (B, L) (1 = removed), ids_restore (B, L): :class:`RandomMasking`.
+        """
+        masked = RandomMasking()(x, mask_ratio=mask_ratio)  # the call's ratio, not the strategy's default
+        return masked.kept, masked.mask, masked.ids_restore
+
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The loss of :func:`mae_loss` with this model's target. imgs: (B, C, H, W), pred: (B, L, N), mask: (B, L)."""
         self.grid_of(imgs)
         return mae_loss(pred, patchify(imgs, self.config.patch_hw), mask, norm_pix_loss=self.config.norm_pix_loss)
 
-    def forward(
-        self,
-        imgs: torch.Tensor,
-        *,
-        mask_ratio: float | torch.Tensor | None = None,
-        noise: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        masking: MaskingStrategy | None = None,
-    ) -> MAEOutput:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, imgs: torch.Tensor, *, mask_ratio: float | torch.Tensor | None = None, **masking_args: Unpack[MaskingArgs]
+    ) -> MAEOutput:
         """Mask, encode, decode and score a batch. imgs: (B, C, H, W) -> :class:`MAEOutput`.
 
-        Masking arguments as :class:`MaskingStrategy`: ``mask_ratio`` (default: the strategy's),
-        ``noise`` (B, L) for the official shuffle, a boolean ``mask`` (B, L), or a ``generator``;
-        ``masking`` replaces the model's strategy (``model.masking``) for this call. A (B,)
+        Masking arguments as :class:`MaskingStrategy`: ``mask_ratio`` (default: the strategy's), and the
+        keywords of :class:`MaskingArgs`: ``noise`` (B, L) for the official shuffle, a boolean ``mask``
+        (B, L), or a ``generator``; ``masking`` replaces the model's strategy (``model.masking``) for this call. A (B,)
         ``mask_ratio`` gives each image its own ratio (see :meth:`forward_encoder`).
         """
-        latent, masked, grid = self._encode_kept(
-            imgs, mask_ratio, noise=noise, mask=mask, generator=generator, masking=masking
-        )
+        latent, masked, grid = self._encode_kept(imgs, mask_ratio, masking_args)
         pred = self._decode(
             latent, masked.ids_restore, grid, masked.mask if isinstance(mask_ratio, torch.Tensor) else None
         )

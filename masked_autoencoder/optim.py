@@ -7,11 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from ._validation import describe, require
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+from ._validation import describe, is_number, require
 
 
 def _layer_id(name: str, num_layers: int) -> int:
@@ -49,11 +45,11 @@ def param_groups_lrd(
     """
     blocks = getattr(model, "blocks", None)
     require(isinstance(blocks, nn.ModuleList), "model", describe(model), "a ViT with its blocks in .blocks")
-    require(_is_number(weight_decay) and weight_decay >= 0, "weight_decay", repr(weight_decay), "a number >= 0")
-    require(_is_number(layer_decay) and 0 < layer_decay <= 1, "layer_decay", repr(layer_decay), "a number in (0, 1]")
+    require(is_number(weight_decay) and weight_decay >= 0, "weight_decay", repr(weight_decay), "a number >= 0")
+    require(is_number(layer_decay) and 0 < layer_decay <= 1, "layer_decay", repr(layer_decay), "a number in (0, 1]")
     ok_list = not isinstance(no_weight_decay_list, str) and isinstance(no_weight_decay_list, Iterable)
     require(ok_list, "no_weight_decay_list", repr(no_weight_decay_list), "an iterable of parameter names")
-    require(lr is None or (_is_number(lr) and lr > 0), "lr", repr(lr), "None or a positive number")
+    require(lr is None or (is_number(lr) and lr > 0), "lr", repr(lr), "None or a positive number")
     num_layers = len(blocks) + 1
     skip = set(no_weight_decay_list)
     groups: dict[tuple[int, bool], dict[str, Any]] = {}

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from einops import rearrange
 
-from ._validation import describe, require, to_pair
+from ._validation import describe, grid_or_square, require, to_pair
 
 # Row-major patches; inside a patch the pixels are ordered (row p, column q, channel c), as the
 # official checkpoints' decoders predict them.
@@ -60,11 +58,7 @@ def unpatchify(
     ok_rank = isinstance(patches, torch.Tensor) and patches.dim() == 3
     require(ok_rank, "patches", describe(patches), "a 3-D tensor (B, L, P_h*P_w*C)")
     length = patches.shape[1]
-    if grid_size is None:
-        side = math.isqrt(length)
-        require(side * side == length, "grid_size", None, f"given: L = {length} patches (dim 1) is not a square")
-        grid_size = side
-    grid_h, grid_w = to_pair(grid_size, "grid_size")
+    grid_h, grid_w = grid_or_square(grid_size, length, "grid_size", f"L = {length} patches (dim 1)")
     require(length == grid_h * grid_w, "patches", describe(patches), f"L = {grid_h}*{grid_w} patches (dim 1)")
     pixels = patch_h * patch_w
     require(patches.shape[2] % pixels == 0, "patches", describe(patches), f"a last dim divisible by P_h*P_w = {pixels}")

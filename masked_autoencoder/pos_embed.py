@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ._validation import describe, is_static, require, to_pair
+from ._validation import describe, grid_or_square, is_static, require, to_pair
 
 _TEMPERATURE = 10000.0
 
@@ -74,11 +72,7 @@ def resize_pos_embed(
     require(ok_table, "table", describe(table), "a (1, 1 + L, D) position table, class row first")
     new_h, new_w = to_pair(new_grid, "new_grid")
     num_patches = table.shape[1] - 1
-    if old_grid is None:
-        side = math.isqrt(num_patches)
-        require(side * side == num_patches, "old_grid", None, f"given: {num_patches} patches are not a square grid")
-        old_grid = side
-    old_h, old_w = to_pair(old_grid, "old_grid")
+    old_h, old_w = grid_or_square(old_grid, num_patches, "old_grid", f"{num_patches} patches")
     require(old_h * old_w == num_patches, "old_grid", (old_h, old_w), f"a grid of h * w = {num_patches} patches")
     if is_static(new_h, new_w) and (old_h, old_w) == (new_h, new_w):  # as above: a traced grid is interpolated
         return table

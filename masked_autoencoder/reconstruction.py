@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from .loss import NORM_PIX_EPS
+from .loss import NORM_PIX_EPS, patch_variance
+from .masking import MaskingArgs
 from .model import MaskedAutoencoderViT
 from .patches import patchify, unpatchify
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class Reconstruction(NamedTuple):
@@ -30,20 +34,18 @@ def reconstruct(
     imgs: torch.Tensor,
     *,
     mask_ratio: float | None = None,
-    noise: torch.Tensor | None = None,
-    mask: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
     fill: float = 0.0,
+    **masking_args: Unpack[MaskingArgs],
 ) -> Reconstruction:
     """Mask, predict and reassemble images. imgs: (B, C, H, W) -> :class:`Reconstruction`.
 
-    Masking arguments as in :class:`MaskedAutoencoderViT`. When the model predicts per-patch
-    normalized pixels (``config.norm_pix_loss``), a prediction says nothing of a patch's own mean
-    and variance, which were hidden: each patch is mapped back to pixels with the mean and the
-    standard deviation averaged over the *visible* patches of its image (their per-patch
-    statistics, unbiased variance as in the loss). Runs without gradients.
+    Masking arguments (``mask_ratio`` and :class:`MaskingArgs`) as in :class:`MaskedAutoencoderViT`.
+    When the model predicts per-patch normalized pixels (``config.norm_pix_loss``), a prediction says
+    nothing of a patch's own mean and variance, which were hidden: each patch is mapped back to pixels
+    with the mean and the standard deviation averaged over the *visible* patches of its image (their
+    per-patch statistics, unbiased variance as in the loss). Runs without gradients.
     """
-    out = model(imgs, mask_ratio=mask_ratio, noise=noise, mask=mask, generator=generator)
+    out = model(imgs, mask_ratio=mask_ratio, **masking_args)
     patch, grid = model.config.patch_hw, model.grid_of(imgs)
     target = patchify(imgs, patch).to(out.pred.dtype)
     pred = _to_pixels(out.pred, target, out.mask) if model.config.norm_pix_loss else out.pred
@@ -62,5 +64,5 @@ def _to_pixels(pred: torch.Tensor, target: torch.Tensor, removed: torch.Tensor) 
     visible = (1 - removed).unsqueeze(-1)  # (B, L, 1)
     count = visible.sum(dim=1, keepdim=True).clamp_min(1)
     mean = (target.mean(dim=-1, keepdim=True) * visible).sum(dim=1, keepdim=True) / count
-    std = ((target.var(dim=-1, keepdim=True) + NORM_PIX_EPS).sqrt() * visible).sum(dim=1, keepdim=True) / count
+    std = ((patch_variance(target) + NORM_PIX_EPS).sqrt() * visible).sum(dim=1, keepdim=True) / count
     return pred * std + mean

@@ -18,7 +18,10 @@ from .patches import patch_grid
 from .pos_embed import position_table_for_grid, resize_pos_embed, sincos_pos_embed_2d
 
 _CLS_STD = 0.02
-_POOLS = ("token", "avg")
+POOLS = ("token", "avg")
+"""The poolings of patch tokens: the class token, or the mean of the patch tokens."""
+HEAD_PREFIXES = ("head.", "fc_norm.")
+"""The keys a fine-tuned classifier adds to the trunk: its linear head and the norm after its pool."""
 _FORMATS = ("NCHW", "NLC")
 
 
@@ -76,8 +79,15 @@ class VisionTransformer(PretrainedMixin, nn.Module):
     def checkpoint_rules(self) -> CheckpointRules:
         """How checkpoints map onto this model (see :class:`CheckpointRules`)."""
         return CheckpointRules(
+            position_tables=("pos_embed",),
             learned_tables=("pos_embed",) if self.learned_position_table else (),
             settings=("num_heads", "layer_norm_eps"),
+            input_filters=("patch_embed.proj.weight",),
+            foreign=HEAD_PREFIXES,
+            foreign_hint=(
+                "a fine-tuned classifier (head.*, fc_norm.*), not MAE pre-training weights: it has no decoder and "
+                "its final norm was replaced; load it with MAEViTClassifier"
+            ),
         )
 
     def grid_of(self, imgs: torch.Tensor) -> tuple[int, int]:
@@ -152,10 +162,9 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         (the paper's fine-tuning global pool, with the pretrained norm in the place of ``fc_norm``).
         A model without a final norm returns the tokens as they leave the last block.
         """
-        require(pool in _POOLS, "pool", repr(pool), f"one of {_POOLS}")
+        require(pool in POOLS, "pool", repr(pool), f"one of {POOLS}")
         tokens, _ = self._embed_all(imgs)
-        tokens = self.run_blocks(tokens)
-        return self.final_norm(tokens[:, 0] if pool == "token" else tokens[:, 1:].mean(dim=1))
+        return self.final_norm(pool_tokens(self.run_blocks(tokens), pool))
 
     def forward_intermediates(
         self,
@@ -201,6 +210,11 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         """:meth:`_embed` with the class token in front: tokens (B, 1 + L, D), and the grid."""
         patches, cls, grid = self._embed(imgs)
         return torch.cat([cls, patches], dim=1), grid
+
+
+def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
+    """One vector per image. tokens: (B, 1 + L, D), class token first -> (B, D): the class token or the patch mean."""
+    return tokens[:, 0] if pool == "token" else tokens[:, 1:].mean(dim=1)
 
 
 def _block_indices(depth: int, indices: int | Sequence[int] | None) -> list[int]:

@@ -139,15 +139,35 @@ def test_no_weight_decay_names_the_official_tokens():
     assert classifier().no_weight_decay() == {"pos_embed", "cls_token"}
 
 
-@pytest.mark.parametrize(("value", "message"), [(0, "got 0"), (-3, "got -3"), (2.0, "got 2.0"), (True, "got True")])
-def test_num_classes_must_be_a_positive_int(value, message):
-    with pytest.raises(ValueError, match=f"num_classes must be a positive int, {message}"):
+@pytest.mark.parametrize(("value", "message"), [(-3, "got -3"), (2.0, "got 2.0"), (True, "got True")])
+def test_num_classes_must_be_an_int_of_zero_or_more(value, message):
+    with pytest.raises(ValueError, match=rf"num_classes must be an int >= 0 \(0: no head\), {message}"):
         MAEViTClassifier(TINY, num_classes=value)
 
 
-def test_global_pool_must_be_a_bool():
-    with pytest.raises(ValueError, match="global_pool must be a bool, got 'avg'"):
-        MAEViTClassifier(TINY, global_pool="avg")
+def test_no_classes_builds_a_model_without_a_head_that_returns_pooled_features():
+    model = classifier(num_classes=0)
+    assert isinstance(model.head, torch.nn.Identity) and model(images()).shape == (2, TINY.embed_dim)
+
+
+@pytest.mark.parametrize(("value", "pool"), [(True, "avg"), ("avg", "avg"), (False, "token"), ("token", "token")])
+def test_global_pool_takes_a_bool_or_timm_s_pool_names(value, pool):
+    model = MAEViTClassifier(TINY, global_pool=value)
+    avg = pool == "avg"
+    assert (model.pool, model.global_pool, model.fc_norm is not None, model.norm is None) == (pool, avg, avg, avg)
+
+
+@pytest.mark.parametrize("value", ["max", None, 1])
+def test_global_pool_must_be_a_bool_or_a_pool_name(value):
+    with pytest.raises(ValueError, match=rf"global_pool must be a bool or one of \('token', 'avg'\), got {value!r}"):
+        MAEViTClassifier(TINY, global_pool=value)
+
+
+def test_fc_norm_chooses_the_norm_after_the_pool_independently_of_the_pooling():
+    model = MAEViTClassifier(TINY, global_pool="token", fc_norm=True)
+    assert model.fc_norm is not None and model.norm is None and model.pool == "token"
+    with pytest.raises(ValueError, match="fc_norm must be None or a bool, got 'yes'"):
+        MAEViTClassifier(TINY, fc_norm="yes")
 
 
 # --- factories -----------------------------------------------------------------------------------------------
@@ -303,3 +323,35 @@ def test_save_pretrained_round_trip_keeps_head_and_pool(tmp_path):
     loaded = MAEViTClassifier.from_pretrained(model.save_pretrained(tmp_path / "cls"))
     assert (loaded.num_classes, loaded.global_pool) == (4, False)
     assert_same_tensors(loaded.state_dict(), model.state_dict())
+
+
+@pytest.mark.parametrize(("built", "reset"), [(True, "token"), (False, "avg"), (True, "avg")])
+@pytest.mark.parametrize("num_classes", [3, 0])
+def test_after_reset_classifier_every_state_says_the_new_pool_and_save_reload_reproduces_the_model(
+    tmp_path, built, reset, num_classes
+):
+    model = classifier(global_pool=built)
+    model.reset_classifier(num_classes, reset)
+    # Only the pooling changes: the norms stay as built (timm's rule).
+    assert (model.pool, model.global_pool) == (reset, reset == "avg")
+    assert (model.fc_norm is not None, model.norm is None) == (built, built)
+    assert model.checkpoint_options == {"num_classes": num_classes, "global_pool": reset, "fc_norm": built}
+    loaded = MAEViTClassifier.from_pretrained(model.save_pretrained(tmp_path / "saved"))
+    assert (loaded.pool, loaded.num_classes, loaded.fc_norm is not None, loaded.norm is None) == (
+        reset,
+        num_classes,
+        built,
+        built,
+    )
+    assert set(loaded.state_dict()) == set(model.state_dict())
+    imgs = images()
+    torch.testing.assert_close(loaded(imgs), model.eval()(imgs), rtol=0, atol=0)
+
+
+def test_the_loading_rules_follow_the_model_s_norms_not_its_construction_argument():
+    model = classifier(global_pool=True)
+    model.reset_classifier(10, "token")
+    rules = model.checkpoint_rules
+    assert "norm." in rules.unused and rules.fresh == ("head.", "fc_norm.")
+    token = classifier(global_pool=False)
+    assert "norm." not in token.checkpoint_rules.unused and token.checkpoint_rules.fresh == ("head.",)

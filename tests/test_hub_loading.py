@@ -30,12 +30,13 @@ from hub_cache import (
     tiny_encoder,
     tiny_model,
     transformers_files,
+    write_folder,
 )
 from huggingface_hub import scan_cache_dir
 from safetensors.torch import load
 
 from masked_autoencoder import MAEEncoder, MaskedAutoencoderViT, create_model, model_config
-from masked_autoencoder.hub.files import CheckpointFiles, locate
+from masked_autoencoder.hub.files import CheckpointFiles, HubOptions, locate
 from masked_autoencoder.hub.formats import our_config_json, to_checkpoint
 from masked_autoencoder.hub.loading import plan_load
 from masked_autoencoder.hub.transformers_format import config_from_transformers, to_transformers_state_dict
@@ -84,7 +85,7 @@ def test_bin_on_main_and_safetensors_at_refs_pr_1_load_the_same_model(tmp_path):
     add_to_cache(tmp_path, repo, {"config.json": files["config.json"], "pytorch_model.bin": pickled(tensors)})
     add_to_cache(tmp_path, repo, files, revision="refs/pr/1")
     for revision, weights in ((None, "pytorch_model.bin"), ("refs/pr/1", "model.safetensors")):
-        assert locate(repo, revision=revision, cache_dir=tmp_path, token=None).weights.name == weights
+        assert locate(repo, HubOptions(revision=revision, cache_dir=tmp_path)).weights.name == weights
         ours = MaskedAutoencoderViT.from_pretrained(repo, revision=revision, cache_dir=tmp_path)
         assert_same_tensors(ours.state_dict(), model.state_dict())
         assert_outputs_match(ours, load_transformers(repo, revision=revision, cache_dir=tmp_path))
@@ -105,6 +106,39 @@ def test_facebook_repo_loads_with_the_training_eps_and_the_raw_pixel_target(tmp_
     assert gap > 10 * ATOL  # the eps choice shows in the predictions
     override = MaskedAutoencoderViT.from_pretrained("facebook/vit-mae-base", cache_dir=tmp_path, layer_norm_eps=1e-12)
     assert_outputs_match(override, as_written)
+
+
+def test_a_cache_snapshot_passed_as_a_path_loads_as_its_repo_id_does(tmp_path, caplog):
+    snapshot = add_to_cache(tmp_path, "facebook/vit-mae-base", transformers_files(tiny_model(), layer_norm_eps=1e-12))
+    by_id = MaskedAutoencoderViT.from_pretrained("facebook/vit-mae-base", cache_dir=tmp_path)
+    with caplog.at_level("INFO", logger="masked_autoencoder"):
+        for path in (snapshot, snapshot / "model.safetensors"):  # the folder, or its weights file
+            by_path = MaskedAutoencoderViT.from_pretrained(path)
+            assert (by_path.config, by_path.pretrained_cfg) == (by_id.config, by_id.pretrained_cfg)
+            assert_same_tensors(by_path.state_dict(), by_id.state_dict())
+    assert by_id.config.layer_norm_eps == 1e-6 and "Hub repo is unknown" not in caplog.text
+
+
+def test_a_copy_of_unknown_origin_keeps_what_its_files_say_and_logs_how_to_choose_otherwise(tmp_path, caplog):
+    snapshot = add_to_cache(tmp_path, "facebook/vit-mae-base", transformers_files(tiny_model(), layer_norm_eps=1e-12))
+    copy = write_folder(tmp_path / "copy", read_folder(snapshot))
+    with caplog.at_level("INFO", logger="masked_autoencoder"):
+        loaded = MaskedAutoencoderViT.from_pretrained(copy)
+    assert (loaded.config.layer_norm_eps, loaded.config.norm_pix_loss) == (1e-12, False)
+    lines = [record.getMessage() for record in caplog.records if "Hub repo is unknown" in record.getMessage()]
+    assert lines == [
+        f"{copy} is a copy whose Hub repo is unknown: read with layer_norm_eps=1e-12 and norm_pix_loss=False (as the "
+        "checkpoint records); pass layer_norm_eps=1e-06 if these are published weights (the official code's eps), "
+        "or norm_pix_loss=True for the other pixel target"
+    ]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="masked_autoencoder"):
+        chosen = MaskedAutoencoderViT.from_pretrained(copy, layer_norm_eps=1e-6, norm_pix_loss=False)
+    assert chosen.config.layer_norm_eps == 1e-6 and "Hub repo is unknown" not in caplog.text
+    assert_same_tensors(
+        chosen.state_dict(),
+        MaskedAutoencoderViT.from_pretrained("facebook/vit-mae-base", cache_dir=tmp_path).state_dict(),
+    )
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -224,12 +258,15 @@ def test_a_published_file_name_is_an_assumption_announced_and_overridable(tmp_pa
     with caplog.at_level("INFO", logger="masked_autoencoder"):
         assumed = MaskedAutoencoderViT.from_pretrained(path, num_heads=4, decoder_num_heads=2)
     assert assumed.config.norm_pix_loss is True
-    assert "records no pixel target: assumed norm_pix_loss=True from its file name" in caplog.text
-    assert "that of the published mae_pretrain_vit_base_full.pth; pass norm_pix_loss= to override" in caplog.text
+    assert (
+        "is a copy whose Hub repo is unknown: read with layer_norm_eps=1e-06 and norm_pix_loss=True (from its file "
+        "name, that of the published mae_pretrain_vit_base_full.pth); pass layer_norm_eps= for another, or "
+        "norm_pix_loss=False for the other pixel target"
+    ) in caplog.text
     caplog.clear()
     with caplog.at_level("INFO", logger="masked_autoencoder"):
         told = MaskedAutoencoderViT.from_pretrained(path, num_heads=4, decoder_num_heads=2, norm_pix_loss=False)
-    assert told.config.norm_pix_loss is False and "norm_pix_loss" not in caplog.text
+    assert told.config.norm_pix_loss is False and "from its file name" not in caplog.text
 
 
 def test_recorded_training_args_win_over_a_published_file_name(tmp_path, caplog):
@@ -257,6 +294,25 @@ def test_a_weights_file_given_by_path_reads_the_config_json_beside_it(tmp_path):
     folder, _ = place(transformers_files(model), tmp_path, "path")
     loaded = MaskedAutoencoderViT.from_pretrained(folder / "model.safetensors")
     assert_same_tensors(loaded.state_dict(), model.state_dict())
+
+
+def test_writing_to_mapped_parameters_never_changes_the_file(tmp_path):
+    model = tiny_model()
+    weights = model.save_pretrained(tmp_path / "saved") / "model.safetensors"
+    written = weights.read_bytes()
+    loaded = MaskedAutoencoderViT.from_pretrained(weights.parent, mmap=True)  # the file's pages are the parameters
+    with torch.no_grad():
+        for param in loaded.parameters():
+            param.add_(1)  # a private mapping copies the page on write; a shared one would write the file
+    assert weights.read_bytes() == written
+    assert_same_tensors(MaskedAutoencoderViT.from_pretrained(weights.parent).state_dict(), model.state_dict())
+
+
+def test_each_mapped_parameter_holds_only_its_own_bytes(tmp_path):
+    weights = tiny_model().save_pretrained(tmp_path / "saved")
+    loaded = MaskedAutoencoderViT.from_pretrained(weights, mmap=True)
+    for name, param in loaded.named_parameters():  # so that saving one parameter saves it, not the whole file
+        assert param.untyped_storage().nbytes() == param.numel() * param.element_size(), name
 
 
 def test_img_size_override_regenerates_the_sincos_tables_and_runs_on_the_new_size(tmp_path):
@@ -358,7 +414,7 @@ def test_paper_size_checkpoints_of_every_family_parse_to_the_paper_config(name, 
     state_dict = model.state_dict()
     source, config_json, tensors = {
         "transformers": (f"facebook/vit-mae-{size}", _facebook_config(name), to_transformers_state_dict(state_dict)),
-        "ours": ("org/mae", our_config_json(model.config, type(model).__name__), state_dict),
+        "ours": ("org/mae", our_config_json(model.config, type(model).__name__, {}), state_dict),
         "official": (f"mae_pretrain_vit_{size}_full.pth", None, state_dict),
         "timm": (
             f"timm/vit_{size}_patch{patch}_224.mae",
@@ -368,7 +424,7 @@ def test_paper_size_checkpoints_of_every_family_parse_to_the_paper_config(name, 
     }[family]
     # Official files are read by local path (known by their file name), the others by repo id.
     files = CheckpointFiles(source, Path(source) if family == "official" else Path("unused"), config_json)
-    checkpoint = to_checkpoint(files, tensors, {}, {}, from_hub=family != "official")
+    checkpoint = to_checkpoint(files, tensors, {}, {}, repo_id=None if family == "official" else source)
     # Known weights were trained to predict normalized pixels, except the facebook (visualize) ones.
     assert checkpoint.config == model_config(name, norm_pix_loss=family in ("official", "timm"))
     plan = plan_load(checkpoint, state_dict, checkpoint.config, model.checkpoint_rules, strict=True)

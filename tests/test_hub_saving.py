@@ -83,6 +83,7 @@ def test_config_json_has_the_format_marker_and_the_config(tmp_path, cls):
         "library_version": masked_autoencoder.__version__,
         "model_class": cls.__name__,
         "config": CONFIG.to_dict(),
+        "model_options": {},
     }
 
 

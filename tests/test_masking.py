@@ -34,8 +34,12 @@ def test_noise_reproduces_the_official_masking_exactly(mask_ratio):
 @given(batch=st.integers(1, 4), length=st.integers(1, 64), mask_ratio=st.floats(0.0, 0.99), seed=st.integers(0, 99))
 def test_masking_invariants(batch, length, mask_ratio, seed):
     tokens = torch.randn(batch, length, 3)
-    out = RandomMasking(mask_ratio)(tokens, generator=torch.Generator().manual_seed(seed))
     keep = int(length * (1 - mask_ratio))
+    if keep == 0:  # the encoder would see nothing: refused, naming the ratio
+        with pytest.raises(ValueError, match=f"mask_ratio must be a ratio that keeps at least one of the {length}"):
+            RandomMasking(mask_ratio)(tokens)
+        return
+    out = RandomMasking(mask_ratio)(tokens, generator=torch.Generator().manual_seed(seed))
     assert out.kept.shape == (batch, keep, 3)
     assert out.ids_keep.shape == (batch, keep)
     assert torch.equal(out.mask.sum(dim=1), torch.full((batch,), float(length - keep)))
@@ -244,5 +248,8 @@ def test_a_ratio_per_image_is_refused_where_it_cannot_work():
         BlockMasking()(tokens, mask_ratio=torch.tensor([0.5, 0.75]))
     with pytest.raises(ValueError, match=r"mask_ratio must be a number, or a \(2,\) floating tensor on cpu"):
         RandomMasking()(tokens, mask_ratio=torch.tensor([0.5, 0.75, 0.1]))
-    with pytest.raises(ValueError, match=r"mask_ratio must be ratios in \[0, 1\), got \[0.5, 1.0\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"mask_ratio must be ratios in \[0, 1\) that keep at least one of the \d+ patches, got \[0.5, 1.0\]",
+    ):
         RandomMasking()(tokens, mask_ratio=torch.tensor([0.5, 1.0]))

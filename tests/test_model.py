@@ -2,6 +2,7 @@ import re
 
 import pytest
 import torch
+from conftest import TINY
 
 from masked_autoencoder import (
     BlockMasking,
@@ -206,3 +207,16 @@ def test_a_ratio_per_image_trains_and_the_decoder_takes_the_mask(tiny_model, ima
     torch.testing.assert_close(pred[1:], alone, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"mask must be None or a tensor of the shape of ids_restore \(2, 16\)"):
         tiny_model.forward_decoder(latent, ids_restore, mask=mask[:, :4])
+
+
+def test_the_official_methods_patchify_unpatchify_and_random_masking_exist_with_their_meaning(tiny_model, images):
+    patches = tiny_model.patchify(images)
+    torch.testing.assert_close(patches, patchify(images, TINY.patch_size), rtol=0, atol=0)
+    torch.testing.assert_close(tiny_model.unpatchify(patches), images, rtol=0, atol=0)
+    tokens = torch.randn(2, 16, 8)
+    torch.manual_seed(3)
+    kept, mask, ids_restore = tiny_model.random_masking(tokens, 0.75)
+    torch.manual_seed(3)
+    expected = RandomMasking()(tokens, mask_ratio=0.75)
+    assert torch.equal(kept, expected.kept) and torch.equal(mask, expected.mask)
+    assert torch.equal(ids_restore, expected.ids_restore) and kept.shape == (2, 4, 8)

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,17 @@ def test_public_api_is_exactly_all():
         "vit",
     }
     assert public - submodules == set(masked_autoencoder.__all__) - {"__version__"}
+
+
+def test_the_api_page_documents_every_export_by_its_public_name():
+    page = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    documented = re.findall(r"^::: (\S+)$", page, re.MULTILINE)
+    assert [name for name in documented if not name.startswith("masked_autoencoder.")] == []
+    names = {name.removeprefix("masked_autoencoder.") for name in documented}
+    assert names <= set(masked_autoencoder.__all__), sorted(names - set(masked_autoencoder.__all__))
+    aliases = {"mae_vit_tiny", "mae_vit_small", "mae_vit_base", "mae_vit_large", "mae_vit_huge"}  # named in prose
+    assert set(masked_autoencoder.__all__) - names - {"__version__"} == aliases
+    assert all(f"`{alias}`" in page for alias in aliases)
 
 
 def test_package_is_typed():

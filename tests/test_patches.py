@@ -57,7 +57,7 @@ def test_unpatchify_without_grid_size_infers_the_square_grid():
 def test_unpatchify_without_grid_size_needs_a_square_number_of_patches():
     patches = patchify(torch.zeros(1, 3, 16, 24), 8)  # a 2 x 3 grid: L = 6
     with pytest.raises(
-        ValueError, match=r"^grid_size must be given: L = 6 patches \(dim 1\) is not a square, got None$"
+        ValueError, match=r"^grid_size must be given: L = 6 patches \(dim 1\) do not form a square grid, got None$"
     ):
         unpatchify(patches, 8)
     assert unpatchify(patches, 8, (2, 3)).shape == (1, 3, 16, 24)

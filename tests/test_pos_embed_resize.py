@@ -71,7 +71,7 @@ def test_any_grid_gets_its_shape_and_keeps_the_class_row(old, new_h, new_w):
         ),
         (torch.zeros(2, 17, 8), 4, None, r"table must be a \(1, 1 \+ L, D\) position table"),
         (torch.zeros(1, 17, 8), 0, None, "new_grid must be a positive int or a pair"),
-        (torch.zeros(1, 7, 8), 4, None, "old_grid must be given: 6 patches are not a square grid, got None"),
+        (torch.zeros(1, 7, 8), 4, None, "old_grid must be given: 6 patches do not form a square grid, got None"),
         (torch.zeros(1, 7, 8), 4, (2, 2), r"old_grid must be a grid of h \* w = 6 patches, got \(2, 2\)"),
     ],
 )

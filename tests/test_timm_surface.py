@@ -57,7 +57,7 @@ def test_reset_classifier_keeps_mode_device_and_dtype_and_refuses_bad_arguments(
     assert model(torch.randn(1, 3, 32, 32, dtype=torch.float64)).shape == (1, 7)
     with pytest.raises(ValueError, match=r"num_classes must be an int >= 0 \(0: no head\), got -1"):
         model.reset_classifier(-1)
-    with pytest.raises(ValueError, match=r"global_pool must be None or one of \('avg', 'token'\), got 'max'"):
+    with pytest.raises(ValueError, match=r"global_pool must be None or one of \('token', 'avg'\), got 'max'"):
         model.reset_classifier(3, "max")
 
 

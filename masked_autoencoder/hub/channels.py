@@ -13,30 +13,35 @@ import math
 import torch
 from einops import rearrange
 
+from ..checkpoint_rules import CheckpointRules
+
 _RGB = 3
-_INPUT = "patch_embed.proj.weight"
-_PIXEL_HEAD = ("decoder_pred.weight", "decoder_pred.bias")
 
 
-def adapt_channels(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str) -> list[str]:
+def adapt_channels(
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], rules: CheckpointRules, source: str
+) -> list[str]:
     """Adapt, in ``state``, an RGB checkpoint to the model's channel count; returns the keys changed.
 
-    Does nothing when the counts agree; a checkpoint of other than 3 channels cannot be adapted (ValueError).
+    The keys are the model's declared ``input_filters`` and ``pixel_outputs``. Does nothing when the
+    counts agree; a checkpoint of other than 3 channels cannot be adapted (ValueError).
     """
-    stored, wanted = state.get(_INPUT), expected.get(_INPUT)
-    if stored is None or wanted is None or stored.shape[1] == wanted.shape[1]:
+    filters = [key for key in rules.input_filters if key in state and key in expected]
+    mismatched = [key for key in filters if state[key].shape[1] != expected[key].shape[1]]
+    if not mismatched:
         return []
-    channels = wanted.shape[1]
-    if stored.shape[1] != _RGB:
+    stored, channels = state[mismatched[0]].shape[1], expected[mismatched[0]].shape[1]
+    if stored != _RGB:
         raise ValueError(
-            f"{source} has {stored.shape[1]}-channel weights: only RGB (3-channel) weights are adapted to "
-            f"in_chans={channels}; build the model with in_chans={stored.shape[1]}"
+            f"{source} has {stored}-channel weights: only RGB (3-channel) weights are adapted to "
+            f"in_chans={channels}; build the model with in_chans={stored}"
         )
-    state[_INPUT] = adapt_input_filters(stored, channels)
-    heads = [key for key in _PIXEL_HEAD if key in state and key in expected]
+    for key in mismatched:
+        state[key] = adapt_input_filters(state[key], channels)
+    heads = [key for key in rules.pixel_outputs if key in state and key in expected]
     for key in heads:
         state[key] = adapt_pixel_head(state[key], channels)
-    return [_INPUT, *heads]
+    return [*mismatched, *heads]
 
 
 def adapt_input_filters(weight: torch.Tensor, channels: int) -> torch.Tensor:

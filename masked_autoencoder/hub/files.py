@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -21,10 +20,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import http_backoff
 from safetensors import SafetensorError
-
-from .safetensors_views import map_safetensors
+from safetensors.torch import load_file
 
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
@@ -32,13 +29,26 @@ SAFETENSORS_FILE = "model.safetensors"
 WEIGHT_FILES = (SAFETENSORS_FILE, "pytorch_model.bin")
 _PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt")
 HUB_TIMEOUT = 5.0
-"""Seconds we wait for the Hub's first answer: its own 10 s, then a minute of retries, is too long to say it is down."""
-# What huggingface_hub itself retries on, as a failed connection: its HTTP client's errors (requests, httpx or
-# httpx2, depending on its version) and the statuses of an unavailable Hub.
-_RETRIED = inspect.signature(http_backoff).parameters
-_NETWORK_ERRORS: tuple[type[Exception], ...] = _RETRIED["retry_on_exceptions"].default
-_statuses = _RETRIED["retry_on_status_codes"].default
-_UNAVAILABLE_STATUSES: tuple[int, ...] = (_statuses,) if isinstance(_statuses, int) else tuple(_statuses)
+"""Seconds we wait for the Hub's answer about a file (huggingface_hub's own 10 s is long to say it is down);
+HF_HUB_ETAG_TIMEOUT, when set, wins."""
+# Statuses of a Hub that did not answer the question: it is overloaded (429) or failing (5xx).
+_TOO_MANY_REQUESTS = 429
+_SERVER_ERRORS = 500
+
+
+def _timeout() -> float:
+    """HUB_TIMEOUT, unless the user set HF_HUB_ETAG_TIMEOUT."""
+    set_by_user = constants.HF_HUB_ETAG_TIMEOUT != constants.DEFAULT_ETAG_TIMEOUT
+    return constants.HF_HUB_ETAG_TIMEOUT if set_by_user else HUB_TIMEOUT
+
+
+@dataclass(frozen=True)
+class HubOptions:
+    """How to ask the Hub for a checkpoint, with huggingface_hub's meanings (``from_pretrained``'s keywords)."""
+
+    revision: str | None = None
+    cache_dir: str | Path | None = None
+    token: str | bool | None = None
 
 
 @dataclass(frozen=True)
@@ -51,9 +61,7 @@ class CheckpointFiles:
     config: dict[str, Any] | None
 
 
-def locate(
-    name_or_path: str | Path, *, revision: str | None, cache_dir: str | Path | None, token: str | bool | None
-) -> CheckpointFiles:
+def locate(name_or_path: str | Path, hub: HubOptions) -> CheckpointFiles:
     """Find the files of a local weights file, a local folder, or a Hub repo (downloaded to / read from the cache)."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
@@ -67,57 +75,89 @@ def locate(
             raise FileNotFoundError(f"{path} holds none of the weight files {list(WEIGHT_FILES)}")
         config_path = path / CONFIG_FILE
         return CheckpointFiles(str(name_or_path), weights, _read_json(config_path) if config_path.is_file() else None)
-    return _locate_on_hub(str(name_or_path), revision=revision, cache_dir=cache_dir, token=token)
+    return _locate_on_hub(str(name_or_path), hub)
 
 
-def _locate_on_hub(
-    repo_id: str, *, revision: str | None, cache_dir: str | Path | None, token: str | bool | None
-) -> CheckpointFiles:
-    unreachable = None if constants.HF_HUB_OFFLINE else _ask_hub(repo_id, revision, token)
-    # Unreachable: the cache alone answers, as in offline mode (hf_hub_download would retry for a minute).
-    local_only = constants.HF_HUB_OFFLINE or unreachable is not None
+def _locate_on_hub(repo_id: str, hub: HubOptions) -> CheckpointFiles:
+    repo = _HubRepo(repo_id, hub)
+    with _hub_errors(repo_id, hub.revision):
+        config = None
+        # Official .pth uploads have no config: the weights alone then say what the model is.
+        with contextlib.suppress(EntryNotFoundError):
+            config = _read_json(repo.fetch(CONFIG_FILE))
+        missing: list[str] = []
+        for filename in WEIGHT_FILES:
+            try:
+                return CheckpointFiles(repo_id, repo.fetch(filename), config)
+            except EntryNotFoundError as err:
+                missing.append(f"{filename} ({type(err).__name__})")
+    raise FileNotFoundError(_not_found_message(repo_id, hub, missing, repo.unreachable))
 
-    def download(filename: str) -> Path:
-        with _hub_errors(repo_id, revision):
-            return Path(
-                hf_hub_download(
-                    repo_id, filename, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_only
-                )
+
+@dataclass
+class _HubRepo:
+    """A Hub repo's files through huggingface_hub's cache, each asked of the Hub once, by ``hf_hub_download``."""
+
+    repo_id: str
+    hub: HubOptions
+    unreachable: Exception | None = None
+    """Why the Hub did not answer, once it has not: from then on the cache alone answers, as offline."""
+
+    def fetch(self, filename: str) -> Path:
+        """The file's path in the cache, downloaded first where the cache lacks it.
+
+        Raises huggingface_hub's EntryNotFoundError where the repo lacks the file, or the cache does while
+        the Hub cannot be asked (offline, or ``unreachable``); its RepositoryNotFoundError and
+        RevisionNotFoundError where the Hub says so.
+        """
+        local_only = constants.HF_HUB_OFFLINE or self.unreachable is not None
+        if not local_only and not self._cached(filename):
+            # A download is due: ask once first, without retries, so that a Hub that does not answer is reported
+            # at once (hf_hub_download retries a file it has not cached for a minute or more). Cached files skip
+            # this: hf_hub_download's own question then falls back to the cache without retrying.
+            self._ask(filename)
+            local_only = self.unreachable is not None
+        return Path(
+            hf_hub_download(
+                self.repo_id,
+                filename,
+                revision=self.hub.revision,
+                cache_dir=self.hub.cache_dir,
+                token=self.hub.token,
+                etag_timeout=_timeout(),
+                local_files_only=local_only,
             )
+        )
 
-    config = None
-    # Official .pth uploads have no config: the weights alone then say what the model is.
-    with contextlib.suppress(EntryNotFoundError):
-        config = _read_json(download(CONFIG_FILE))
-    missing: list[str] = []
-    for filename in WEIGHT_FILES:
+    def _ask(self, filename: str) -> None:
+        """One metadata request (``get_hf_file_metadata`` retries nothing by default); records a Hub that does not
+        answer in ``unreachable``, and raises what the Hub answers about a repo, revision or file it cannot serve."""
+        url = hf_hub_url(self.repo_id, filename, revision=self.hub.revision)
         try:
-            return CheckpointFiles(repo_id, download(filename), config)
-        except EntryNotFoundError as err:
-            missing.append(f"{filename} ({type(err).__name__})")
-    raise FileNotFoundError(_not_found_message(repo_id, revision, cache_dir, missing, unreachable))
-
-
-def _ask_hub(repo_id: str, revision: str | None, token: str | bool | None) -> Exception | None:
-    """Ask the Hub once, without retries, about the repo's config.json: the error if the Hub cannot be reached.
-
-    Raises FileNotFoundError if the Hub answers that the repo or revision does not exist.
-    """
-    set_by_user = constants.HF_HUB_ETAG_TIMEOUT != constants.DEFAULT_ETAG_TIMEOUT
-    timeout = constants.HF_HUB_ETAG_TIMEOUT if set_by_user else HUB_TIMEOUT
-    with _hub_errors(repo_id, revision):
-        url = hf_hub_url(repo_id, CONFIG_FILE, revision=revision)
-        try:
-            get_hf_file_metadata(url, token=token, timeout=timeout)
-        except EntryNotFoundError:
-            pass  # the repo exists without a config.json (official .pth uploads)
-        except _NETWORK_ERRORS as err:
-            return err
+            get_hf_file_metadata(url, token=self.hub.token, timeout=_timeout())
+        except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError):
+            raise  # the Hub answered
         except HfHubHTTPError as err:
-            if err.response is not None and err.response.status_code in _UNAVAILABLE_STATUSES:
-                return err
-            raise
-    return None
+            status = None if err.response is None else err.response.status_code
+            if status is not None and status < _SERVER_ERRORS and status != _TOO_MANY_REQUESTS:
+                raise  # the Hub answered (a token it refuses, ...)
+            self.unreachable = err
+        except Exception as err:  # whatever the HTTP client raises when no answer comes (refused, timed out, ...)
+            self.unreachable = err
+
+    def _cached(self, filename: str) -> bool:
+        cache_dir = None if self.hub.cache_dir is None else Path(self.hub.cache_dir).expanduser()
+        return isinstance(try_to_load_from_cache(self.repo_id, filename, cache_dir, self.hub.revision), str)
+
+
+# What the Hub's answers about a repo that cannot be read mean to the user, most specific first (a gated repo is a
+# RepositoryNotFoundError too).
+_HUB_ANSWERS: tuple[tuple[type[Exception], str], ...] = (
+    (HFValidationError, "{repo!r} is neither a local file or folder nor a Hub repo id ('org/name'): {err}"),
+    (GatedRepoError, "Hub repo {repo!r} is gated: accept its terms and pass token="),
+    (RepositoryNotFoundError, "Hub repo {repo!r} does not exist (or is private: pass token=) and is not a local path"),
+    (RevisionNotFoundError, "Hub repo {repo!r} has no revision {revision!r}"),
+)
 
 
 @contextlib.contextmanager
@@ -125,28 +165,18 @@ def _hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
     """Turn the Hub's answers about a repo that cannot be read into FileNotFoundErrors that say what to do."""
     try:
         yield
-    except HFValidationError as err:
-        raise FileNotFoundError(
-            f"{repo_id!r} is neither a local file or folder nor a Hub repo id ('org/name'): {err}"
-        ) from err
-    except GatedRepoError as err:
-        raise FileNotFoundError(f"Hub repo {repo_id!r} is gated: accept its terms and pass token=") from err
-    except RepositoryNotFoundError as err:
-        raise FileNotFoundError(
-            f"Hub repo {repo_id!r} does not exist (or is private: pass token=) and is not a local path"
-        ) from err
-    except RevisionNotFoundError as err:
-        raise FileNotFoundError(f"Hub repo {repo_id!r} has no revision {revision!r}") from err
+    except tuple(kind for kind, _ in _HUB_ANSWERS) as err:
+        text = next(text for kind, text in _HUB_ANSWERS if isinstance(err, kind))
+        raise FileNotFoundError(text.format(repo=repo_id, revision=revision, err=err)) from err
 
 
 def _not_found_message(
     repo_id: str,
-    revision: str | None,
-    cache_dir: str | Path | None,
+    hub: HubOptions,
     missing: list[str],
     unreachable: Exception | None,
 ) -> str:
-    where = f"Hub repo {repo_id!r}" + (f" at revision {revision!r}" if revision else "")
+    where = f"Hub repo {repo_id!r}" + (f" at revision {hub.revision!r}" if hub.revision else "")
     if not constants.HF_HUB_OFFLINE and unreachable is None:
         return f"{where} has none of the weight files {list(WEIGHT_FILES)}: {', '.join(missing)}"
     if unreachable is None:
@@ -159,7 +189,7 @@ def _not_found_message(
             "run once where the Hub can be reached (HF_ENDPOINT names a mirror; HF_HUB_ETAG_TIMEOUT above "
             f"{HUB_TIMEOUT:g} s waits longer on a slow link) to fill the cache; or set HF_HUB_OFFLINE=1 and"
         )
-    cache = cache_dir or constants.HF_HUB_CACHE
+    cache = hub.cache_dir or constants.HF_HUB_CACHE
     return (
         f"{where}: {why}, and none of {list(WEIGHT_FILES)} is in the local Hub cache {cache}. To fix: {how} "
         "point HF_HUB_CACHE (or cache_dir=) at a cache that has this repo; or pass the path of a local copy."
@@ -180,13 +210,15 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a weights file without running any pickled code.
 
     Returns the tensors and, for pickles, the other top-level entries (e.g. the official
-    training ``args``). ``.safetensors`` files are mapped; pickles (``.bin``, ``.pth``) are read
-    with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain data.
-    An official ``{'model': state_dict, ...}`` wrapper is unwrapped.
+    training ``args``). ``.safetensors`` files are mapped privately by safetensors' ``load_file``
+    (pages are read on first touch, each tensor owns only its bytes, and writing to a tensor never
+    changes the file); pickles (``.bin``, ``.pth``) are read with ``torch.load(weights_only=True)``,
+    which refuses anything but tensors and plain data. An official ``{'model': state_dict, ...}``
+    wrapper is unwrapped.
     """
     if path.suffix == ".safetensors":
         try:
-            return map_safetensors(path), {}
+            return load_file(path), {}
         except SafetensorError as err:
             raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from err
     if path.suffix not in _PICKLE_SUFFIXES:

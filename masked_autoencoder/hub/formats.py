@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from .._validation import square_side
 from .._version import __version__
 from ..config import MAEConfig
 from ..registry import num_heads_for_width
 from .files import CheckpointFiles
-from .known_weights import OFFICIAL, OURS, TIMM, TRANSFORMERS, known_by_file_name, known_by_repo_id
+from .known_weights import OFFICIAL, OURS, TIMM, TRANSFORMERS, KnownWeights, known_by_file_name, known_by_repo_id
 from .transformers_format import config_from_transformers, from_transformers_state_dict
 
 logger = logging.getLogger(__name__)
@@ -24,9 +24,8 @@ FORMAT_VERSION = 1
 _TIMM_MAE_TAG = "mae"
 # The official decoder has 16 heads at every size; heads cannot be read from weights.
 _OFFICIAL_DECODER_HEADS = 16
-# A fine-tuned classifier's own keys: its linear head and, with global pooling, the norm after the pool.
-CLASSIFIER_PREFIXES = ("head.", "fc_norm.")
 _BARE_ENCODER = ("embeddings.", "encoder.layer.", "layernorm.")
+_OPTIONS = "model_options"
 
 
 @dataclass(frozen=True)
@@ -42,35 +41,20 @@ class Checkpoint:
     table for a published Hub repo), as opposed to those read from shapes, assumed or defaulted."""
     pretrained_cfg: dict[str, Any] | None = None
     """The weights' data config (timm's keys): a timm config's own, or the known table's; else None."""
-
-    @property
-    def has_decoder(self) -> bool:
-        return "decoder_embed.weight" in self.state_dict
-
-    @property
-    def is_classifier(self) -> bool:
-        """A fine-tuned classifier (``head.*`` / ``fc_norm.*``), not MAE pre-training weights."""
-        return any(key.startswith(CLASSIFIER_PREFIXES) for key in self.state_dict)
-
-    @property
-    def model_kwargs(self) -> dict[str, Any]:
-        """Constructor arguments the checkpoint implies beyond its config: a fine-tuned classifier's head and pool."""
-        if not self.is_classifier:
-            return {}
-        return {
-            "num_classes": self.state_dict["head.weight"].shape[0],
-            "global_pool": "fc_norm.weight" in self.state_dict,
-        }
+    options: dict[str, Any] = field(default_factory=dict)
+    """The constructor options the checkpoint records (our format's ``model_options``: a classifier's head)."""
 
 
-def our_config_json(config: MAEConfig, model_class: str) -> dict[str, Any]:
-    """The config.json that ``save_pretrained`` writes: a format marker, the library version and the config."""
+def our_config_json(config: MAEConfig, model_class: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The config.json that ``save_pretrained`` writes: a format marker, the library version, the config and the
+    model's constructor options (``checkpoint_options``; files without them, from earlier versions, still load)."""
     return {
         "library": OURS,
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
         "model_class": model_class,
         "config": config.to_dict(),
+        _OPTIONS: options,
     }
 
 
@@ -80,43 +64,72 @@ def to_checkpoint(
     extras: dict[str, Any],
     overrides: dict[str, Any],
     *,
-    from_hub: bool,
+    repo_id: str | None,
 ) -> Checkpoint:
     """Recognise the family and convert: config.json first, then the keys.
 
-    Settings come, strongest first, from ``overrides`` (the caller's keywords, which may also supply what
-    the weights cannot say: ``num_heads``, ``decoder_num_heads``, ``img_size``), the known table for a
-    published Hub repo, the checkpoint's own record, and last the known table for a local file of a
-    published name: an assumption, logged.
+    ``repo_id``: the Hub repo the files are known to be (asked for by id, or a snapshot folder of the Hub
+    cache), else None. Settings come, strongest first, from ``overrides`` (the caller's keywords, which
+    may also supply what the weights cannot say: ``num_heads``, ``decoder_num_heads``, ``img_size``), the
+    known table for a published repo, the checkpoint's own record, and last, for files of unknown origin,
+    the known table for a published file name: an assumption. What a file of unknown origin was read
+    with is logged in one line.
     """
     family = _family(files, tensors)
     try:
         config, state_dict, recorded = _convert(family, files, tensors, extras, overrides)
     except ValueError as err:
         raise ValueError(f"{files.source}: {err}") from err
-    published = known_by_repo_id(files.source) if from_hub else None
+    published = None if repo_id is None else known_by_repo_id(repo_id)
     if published is not None:
         # Every published MAE weight was trained by the official code: LayerNorm eps 1e-6 (the facebook Hub
         # configs say 1e-12), and the known table says which pixels its decoder predicts.
         recorded |= {"norm_pix_loss": published.norm_pix_loss, "layer_norm_eps": MAEConfig.layer_norm_eps}
-    guess = None if from_hub else known_by_file_name(files.weights.name)
-    assumed = {}
-    if guess is not None and "norm_pix_loss" not in {*recorded, *overrides}:
-        # Only official files are known by name, and read with the official eps anyway: the target is the guess.
-        assumed = {"norm_pix_loss": guess.norm_pix_loss}
-        logger.info(
-            "%s records no pixel target: assumed norm_pix_loss=%r from its file name, that of the published %s; "
-            "pass norm_pix_loss= to override",
-            files.source,
-            guess.norm_pix_loss,
-            guess.name,
-        )
+    guess = known_by_file_name(files.weights.name) if repo_id is None else None
+    # Only official files are known by name, and read with the official eps anyway: the target is the guess.
+    assumed = {} if guess is None or "norm_pix_loss" in recorded else {"norm_pix_loss": guess.norm_pix_loss}
     config = config.replace(**{**recorded, **assumed, **overrides})
+    if repo_id is None and family != OURS:
+        _log_unknown_origin(files.source, config, recorded, guess, overrides)
     known = published or guess
     data_cfg = (files.config or {}).get("pretrained_cfg") if family == TIMM else None
     if data_cfg is None and known is not None:
         data_cfg = known.pretrained_cfg
-    return Checkpoint(files.source, family, config, state_dict, recorded, data_cfg)
+    options = (files.config or {}).get(_OPTIONS, {}) if family == OURS else {}
+    return Checkpoint(files.source, family, config, state_dict, recorded, data_cfg, options)
+
+
+def _log_unknown_origin(
+    source: str, config: MAEConfig, recorded: dict[str, Any], guess: KnownWeights | None, overrides: dict[str, Any]
+) -> None:
+    """One log line for files of an unknown Hub repo: the eps and pixel target chosen, and how to choose others."""
+    chosen = [name for name in ("layer_norm_eps", "norm_pix_loss") if name not in overrides]
+    if not chosen:
+        return
+    if "norm_pix_loss" in overrides:
+        target_from = "as passed"
+    elif "norm_pix_loss" in recorded:
+        target_from = "as the checkpoint records"
+    elif guess is not None:
+        target_from = f"from its file name, that of the published {guess.name}"
+    else:
+        target_from = "the default: the checkpoint records none"
+    official_eps = MAEConfig.layer_norm_eps
+    eps_hint = (
+        f"layer_norm_eps={official_eps:g} if these are published weights (the official code's eps)"
+        if config.layer_norm_eps != official_eps
+        else "layer_norm_eps= for another"
+    )
+    logger.info(
+        "%s is a copy whose Hub repo is unknown: read with layer_norm_eps=%g and norm_pix_loss=%r (%s); pass %s, "
+        "or norm_pix_loss=%r for the other pixel target",
+        source,
+        config.layer_norm_eps,
+        config.norm_pix_loss,
+        target_from,
+        eps_hint,
+        not config.norm_pix_loss,
+    )
 
 
 def _convert(
@@ -216,8 +229,8 @@ def _config_from_weights(tensors: dict[str, torch.Tensor], overrides: dict[str, 
 def _image_size(pos_embed: torch.Tensor, patch: tuple[int, int]) -> int | tuple[int, int]:
     """The image size of a square position table (class row first); non-square grids need img_size=."""
     num_patches = pos_embed.shape[1] - 1
-    grid = math.isqrt(num_patches)
-    if grid * grid != num_patches:
+    grid = square_side(num_patches)
+    if grid is None:
         raise ValueError(f"a {num_patches}-patch grid is not square: pass img_size=(H, W)")
     return grid * patch[0] if patch[0] == patch[1] else (grid * patch[0], grid * patch[1])
 

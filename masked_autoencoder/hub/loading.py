@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
-import math
 import os
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .._validation import require
+from .._validation import require, square_side
 from ..checkpoint_rules import CheckpointRules
 from ..config import MAEConfig
 from ..pos_embed import resize_pos_embed, sincos_pos_embed_2d
 from .channels import adapt_channels
-from .formats import CLASSIFIER_PREFIXES, Checkpoint
+from .formats import Checkpoint
 
 logger = logging.getLogger(__name__)
 
-_POSITION_TABLES = ("pos_embed", "decoder_pos_embed")
 # A stored sin-cos table may have passed through fp16 or bf16; anything further off was learned.
 _SINCOS_ATOL = 1e-2
 _PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
@@ -71,11 +69,8 @@ def plan_load(
     of regenerating them.
     """
     source, state = checkpoint.source, dict(checkpoint.state_dict)
-    if checkpoint.is_classifier and not set(CLASSIFIER_PREFIXES) & set(rules.fresh):
-        raise ValueError(
-            f"{source} holds a fine-tuned classifier (head.*, fc_norm.*), not MAE pre-training weights: "
-            "it has no decoder and its final norm was replaced; load it with MAEViTClassifier"
-        )
+    if rules.foreign and any(key.startswith(rules.foreign) for key in state):
+        raise ValueError(f"{source} holds {rules.foreign_hint}")
     require(
         bool(rules.learned_tables) or not interpolate_sincos,
         "interpolate_sincos",
@@ -88,8 +83,8 @@ def plan_load(
     regenerated, interpolated = _fit_position_tables(
         checkpoint, state, expected, config, rules, interpolate_sincos=interpolate_sincos
     )
-    adapted = adapt_channels(state, expected, source)
-    _check_shapes(source, state, expected)
+    adapted = adapt_channels(state, expected, rules, source)
+    _check_shapes(source, state, expected, rules)
     unexpected = sorted(state.keys() - expected.keys())
     absent = sorted(expected.keys() - state.keys())
     fresh = [key for key in absent if key.startswith(rules.fresh)]
@@ -144,13 +139,15 @@ def _fit_position_tables(
     are interpolated, only into a table the model learns; ``interpolate_sincos`` interpolates every table.
     """
     regenerated, interpolated = [], []
-    for key in _POSITION_TABLES:
+    # A checkpoint that holds the model's fresh parts (a fine-tuned head) was trained with them: its tables are learned.
+    fine_tuned = bool(rules.fresh) and any(key.startswith(rules.fresh) for key in checkpoint.state_dict)
+    for key in rules.position_tables:
         stored, model = state.get(key), expected.get(key)
         # Another width is not a grid change: it is reported with the other shapes that differ.
         if stored is None or model is None or stored.shape == model.shape or stored.shape[-1] != model.shape[-1]:
             continue
         name = f"{checkpoint.source}: {key}"
-        if not checkpoint.is_classifier and not interpolate_sincos and _is_sincos(stored):
+        if not fine_tuned and not interpolate_sincos and _is_sincos(stored):
             state[key] = sincos_pos_embed_2d(stored.shape[-1], config.grid_size, cls_token=True)[None]
             regenerated.append(key)
             continue
@@ -164,7 +161,10 @@ def _fit_position_tables(
     return regenerated, interpolated
 
 
-def _check_shapes(source: str, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+def _check_shapes(
+    source: str, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], rules: CheckpointRules
+) -> None:
+    """Raise unless every shared key has the model's shape, saying both widths when they differ."""
     mismatched = [
         f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
         for key in state
@@ -172,7 +172,9 @@ def _check_shapes(source: str, state: dict[str, torch.Tensor], expected: dict[st
     ]
     if not mismatched:
         return
-    theirs, ours = (tensors["cls_token"].shape[-1] if "cls_token" in tensors else None for tensors in (state, expected))
+    # The input filters are (D, C, ...): their first dimension is each side's width.
+    filters = next((key for key in rules.input_filters if key in state and key in expected), None)
+    theirs, ours = (None, None) if filters is None else (state[filters].shape[0], expected[filters].shape[0])
     width = f"the checkpoint's encoder is {theirs} wide, the model's {ours} (embed_dim); " if theirs != ours else ""
     raise ValueError(f"{source} does not fit the model (shapes differ): {width}" + "; ".join(mismatched))
 
@@ -180,16 +182,15 @@ def _check_shapes(source: str, state: dict[str, torch.Tensor], expected: dict[st
 def _square_grid(table: torch.Tensor, name: str) -> int:
     """The side of the square patch grid of a stored (1, 1 + L, D) table; official tables are square."""
     num_patches = table.shape[1] - 1
-    side = math.isqrt(num_patches)
-    require(side * side == num_patches, name, f"a table of {num_patches} patches", "a square grid to be resized")
-    return side
+    side = square_side(num_patches)
+    require(side is not None, name, f"a table of {num_patches} patches", "a square grid to be resized")
+    return side  # type: ignore[return-value]
 
 
 def _is_sincos(table: torch.Tensor) -> bool:
     """Whether a stored (1, 1 + L, D) table is the official sin-cos table of its square grid."""
-    num_patches, width = table.shape[1] - 1, table.shape[-1]
-    side = math.isqrt(num_patches)
-    reference = sincos_pos_embed_2d(width, side, cls_token=True) if side * side == num_patches else None
+    side = square_side(table.shape[1] - 1)
+    reference = None if side is None else sincos_pos_embed_2d(table.shape[-1], side, cls_token=True)
     return reference is not None and torch.allclose(table[0].float(), reference, atol=_SINCOS_ATOL)
 
 
@@ -229,7 +230,8 @@ def _caller_stacklevel() -> int:
 
     The same warning is reached through from_pretrained, load_pretrained or a factory: it points at the user's line.
     """
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    here = inspect.currentframe()
+    frame, level = (here.f_back if here is not None else None), 1
+    while frame is not None and frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1
     return level

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .files import HubOptions
 from .pretrained import load_into, load_model
-from .saving import push_checkpoint, save_checkpoint
+from .saving import SavedModel, push_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -22,6 +23,16 @@ class PretrainedMixin:
 
     config: MAEConfig
     checkpoint_rules: CheckpointRules
+
+    @property
+    def checkpoint_options(self) -> dict[str, Any]:
+        """Constructor options that ``save_pretrained`` records beside the config (none here; a classifier's head)."""
+        return {}
+
+    @classmethod
+    def options_from_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Constructor options a checkpoint's keys imply, for files that record none (none here)."""
+        return {}
 
     @classmethod
     def from_pretrained(
@@ -60,9 +71,7 @@ class PretrainedMixin:
         return load_model(
             cls,
             name_or_path,
-            revision=revision,
-            cache_dir=cache_dir,
-            token=token,
+            HubOptions(revision, cache_dir, token),
             map_location=map_location,
             strict=strict,
             mmap=mmap,
@@ -74,31 +83,31 @@ class PretrainedMixin:
         self,
         name_or_path: str | Path,
         *,
+        strict: bool = True,
+        interpolate_sincos: bool = False,
         revision: str | None = None,
         cache_dir: str | Path | None = None,
         token: str | bool | None = None,
-        strict: bool = True,
-        interpolate_sincos: bool = False,
     ) -> None:
         """Load weights of any family into this model. Everything is checked first: on error the model is unchanged.
 
         Keys the checkpoint does not supply (with ``strict=False``, or a classifier's new head) keep their
         values. A checkpoint that records other settings than this model's (heads, layer-norm eps, pixel
         target) is refused, naming both values; with ``strict=False`` it loads with a warning.
+        ``revision``, ``cache_dir`` and ``token`` as in :meth:`from_pretrained`.
         """
         load_into(
             self,  # type: ignore[arg-type]
             name_or_path,
-            revision=revision,
-            cache_dir=cache_dir,
-            token=token,
+            HubOptions(revision, cache_dir, token),
             strict=strict,
             interpolate_sincos=interpolate_sincos,
         )
 
     def save_pretrained(self, save_directory: str | Path) -> Path:
-        """Write ``config.json`` (the config, a format marker, the library version) and ``model.safetensors``."""
-        return save_checkpoint(self.state_dict(), self.config, type(self).__name__, save_directory)  # type: ignore[attr-defined]
+        """Write ``config.json`` (the config, the model's options, a format marker, the library version) and
+        ``model.safetensors``."""
+        return save_checkpoint(self._saved(), save_directory)
 
     def push_to_hub(
         self,
@@ -113,9 +122,7 @@ class PretrainedMixin:
     ) -> str:
         """Upload config.json, model.safetensors and a generated model card in one commit; returns its URL."""
         return push_checkpoint(
-            self.state_dict(),  # type: ignore[attr-defined]
-            self.config,
-            type(self).__name__,
+            self._saved(),
             repo_id,
             token=token,
             private=private,
@@ -124,3 +131,7 @@ class PretrainedMixin:
             create_pr=create_pr,
             license=license,
         )
+
+    def _saved(self) -> SavedModel:
+        state_dict = self.state_dict()  # type: ignore[attr-defined]
+        return SavedModel(state_dict, self.config, type(self).__name__, self.checkpoint_options)

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from ..config import MAEConfig, split_config_fields
-from .files import locate, read_weights
+from .cache_paths import cached_repo_id
+from .files import HubOptions, locate, read_weights
 from .formats import Checkpoint, to_checkpoint
 from .loading import check_settings, plan_load, report
 
@@ -18,30 +19,26 @@ ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
 def read_checkpoint(
-    name_or_path: str | Path,
-    *,
-    revision: str | None = None,
-    cache_dir: str | Path | None = None,
-    token: str | bool | None = None,
-    overrides: dict[str, Any] | None = None,
+    name_or_path: str | Path, hub: HubOptions | None = None, overrides: dict[str, Any] | None = None
 ) -> Checkpoint:
     """Find, read and convert a checkpoint of any known family into our config and keys.
 
-    ``overrides``: config fields that win over what the checkpoint says or implies.
+    ``hub``: how to ask the Hub (revision, cache, token); ``overrides``: config fields that win over what
+    the checkpoint says or implies.
     """
-    files = locate(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
+    files = locate(name_or_path, hub or HubOptions())
     tensors, extras = read_weights(files.weights)
-    from_hub = not Path(name_or_path).expanduser().exists()
-    return to_checkpoint(files, tensors, extras, overrides or {}, from_hub=from_hub)
+    # A path is known only where it is a Hub cache snapshot: the same files then load as the repo id does.
+    path = Path(name_or_path).expanduser()
+    repo_id = cached_repo_id(path) if path.exists() else str(name_or_path)
+    return to_checkpoint(files, tensors, extras, overrides or {}, repo_id=repo_id)
 
 
 def load_model(
     model_class: type[ModelT],
     name_or_path: str | Path,
+    hub: HubOptions,
     *,
-    revision: str | None,
-    cache_dir: str | Path | None,
-    token: str | bool | None,
     map_location: str | torch.device,
     strict: bool,
     mmap: bool,
@@ -53,9 +50,12 @@ def load_model(
     ``kwargs``: config fields (overrides) and the class's own constructor arguments, told apart by name.
     """
     overrides, options = split_config_fields(kwargs)
-    checkpoint = read_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir, token=token, overrides=overrides)
+    checkpoint = read_checkpoint(name_or_path, hub, overrides)
     accepted = inspect.signature(model_class).parameters
-    options = {**{k: v for k, v in checkpoint.model_kwargs.items() if k in accepted}, **options}
+    # The options the model class reads from the keys, then those the file records, then the caller's.
+    implied = {**model_class.options_from_state_dict(checkpoint.state_dict), **checkpoint.options}  # type: ignore[attr-defined]
+    # The overrides go to the constructor again (already in the config): a model checks them against its options.
+    options = {**{k: v for k, v in implied.items() if k in accepted}, **overrides, **options}
     with torch.device("meta"):  # shapes only: no memory, and our own init is skipped on meta
         model = model_class(checkpoint.config, **options)
     rules = model.checkpoint_rules
@@ -76,10 +76,8 @@ def load_model(
 def load_into(
     model: nn.Module,
     name_or_path: str | Path,
+    hub: HubOptions,
     *,
-    revision: str | None,
-    cache_dir: str | Path | None,
-    token: str | bool | None,
     strict: bool,
     interpolate_sincos: bool,
 ) -> None:
@@ -88,7 +86,7 @@ def load_into(
     rules = model.checkpoint_rules  # type: ignore[attr-defined]
     # Heads cannot be read from official weights: the model's own are assumed there (and checked where recorded).
     heads = {"num_heads": config.num_heads, "decoder_num_heads": config.decoder_num_heads}
-    checkpoint = read_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir, token=token, overrides=heads)
+    checkpoint = read_checkpoint(name_or_path, hub, heads)
     check_settings(checkpoint, config, rules, strict=strict)
     plan = plan_load(
         checkpoint, model.state_dict(), config, rules, strict=strict, interpolate_sincos=interpolate_sincos

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from huggingface_hub import CommitOperationAdd, HfApi
@@ -17,15 +19,24 @@ from .formats import our_config_json
 CARD_FILE = "README.md"
 
 
-def save_checkpoint(
-    state_dict: dict[str, torch.Tensor], config: MAEConfig, model_class: str, directory: str | Path
-) -> Path:
+@dataclass(frozen=True)
+class SavedModel:
+    """What saving writes of a model: its tensors, its config, its class and the constructor options it records."""
+
+    state_dict: dict[str, torch.Tensor]
+    config: MAEConfig
+    model_class: str
+    options: dict[str, Any]
+    """The model's ``checkpoint_options`` (a classifier's head and pooling), written beside the config."""
+
+
+def save_checkpoint(model: SavedModel, directory: str | Path) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed); returns it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {key: tensor.detach().contiguous().cpu() for key, tensor in state_dict.items()}
+    tensors = {key: tensor.detach().contiguous().cpu() for key, tensor in model.state_dict.items()}
     save_file(tensors, directory / SAFETENSORS_FILE, metadata={"format": "pt"})
-    text = json.dumps(our_config_json(config, model_class), indent=2, sort_keys=True)
+    text = json.dumps(our_config_json(model.config, model.model_class, model.options), indent=2, sort_keys=True)
     (directory / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
     return directory
 
@@ -70,9 +81,7 @@ def model_card(repo_id: str, config: MAEConfig, model_class: str, license: str |
 
 
 def push_checkpoint(
-    state_dict: dict[str, torch.Tensor],
-    config: MAEConfig,
-    model_class: str,
+    model: SavedModel,
     repo_id: str,
     *,
     token: str | None,
@@ -86,8 +95,8 @@ def push_checkpoint(
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        directory = save_checkpoint(state_dict, config, model_class, folder)
-        card = model_card(repo_id, config, model_class, license).encode("utf-8")
+        directory = save_checkpoint(model, folder)
+        card = model_card(repo_id, model.config, model.model_class, license).encode("utf-8")
         operations = [
             CommitOperationAdd(path_in_repo=CONFIG_FILE, path_or_fileobj=directory / CONFIG_FILE),
             CommitOperationAdd(path_in_repo=SAFETENSORS_FILE, path_or_fileobj=directory / SAFETENSORS_FILE),

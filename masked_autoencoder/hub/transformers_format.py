@@ -9,6 +9,7 @@ except the decoder blocks, which they write as ``decoder.decoder_encoder.layer.N
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import torch
@@ -56,13 +57,10 @@ _THEIRS_IN_BLOCK = re.compile(
 def to_transformers_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our (official) keys -> the published `transformers` ViTMAE file keys, splitting qkv."""
     out: dict[str, torch.Tensor] = {}
-    for key, tensor in state_dict.items():
-        match = _OURS_IN_BLOCK.match(key)
-        if match is None:
-            out[_rename_top_level(key, _TOP_LEVEL_TENSORS, _TOP_LEVEL_MODULES)] = tensor
-            continue
-        block_list, index, module, param = match.groups()
-        prefix = f"{_BLOCK_LISTS[block_list]}.{index}"
+    blocks = _blocks_after_renaming_the_rest(
+        state_dict, _OURS_IN_BLOCK, _BLOCK_LISTS, _TOP_LEVEL_TENSORS, _TOP_LEVEL_MODULES, out
+    )
+    for key, prefix, module, param, tensor in blocks:
         if module == "attn.qkv":
             for name, part in zip(_QKV, tensor.chunk(3, dim=0), strict=True):
                 out[f"{prefix}.{_QKV_THEIRS}.{name}.{param}"] = part
@@ -77,13 +75,8 @@ def from_transformers_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[st
     block_lists = _inverse(_BLOCK_LISTS) | _BLOCK_LIST_ALIASES
     out: dict[str, torch.Tensor] = {}
     qkv_parts: dict[str, dict[str, torch.Tensor]] = {}
-    for key, tensor in state_dict.items():
-        match = _THEIRS_IN_BLOCK.match(key)
-        if match is None:
-            out[_rename_top_level(key, top_tensors, top_modules)] = tensor
-            continue
-        block_list, index, module, param = match.groups()
-        prefix = f"{block_lists[block_list]}.{index}"
+    blocks = _blocks_after_renaming_the_rest(state_dict, _THEIRS_IN_BLOCK, block_lists, top_tensors, top_modules, out)
+    for key, prefix, module, param, tensor in blocks:
         qkv_module, _, qkv_name = module.rpartition(".")
         if qkv_module == _QKV_THEIRS and qkv_name in _QKV:
             qkv_parts.setdefault(f"{prefix}.attn.qkv.{param}", {})[qkv_name] = tensor
@@ -94,6 +87,25 @@ def from_transformers_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[st
         require(not missing, "state_dict", f"no {missing} for {key}", "query, key and value for every block")
         out[key] = torch.cat([parts[name] for name in _QKV], dim=0)
     return out
+
+
+def _blocks_after_renaming_the_rest(
+    state_dict: dict[str, torch.Tensor],
+    pattern: re.Pattern[str],
+    block_lists: dict[str, str],
+    top_tensors: dict[str, str],
+    top_modules: dict[str, str],
+    out: dict[str, torch.Tensor],
+) -> Iterator[tuple[str, str, str, str, torch.Tensor]]:
+    """Rename every key outside the blocks into ``out``; yield the others as (key, the other layout's block
+    prefix, module path inside the block, ``weight`` / ``bias``, tensor)."""
+    for key, tensor in state_dict.items():
+        match = pattern.match(key)
+        if match is None:
+            out[_rename_top_level(key, top_tensors, top_modules)] = tensor
+            continue
+        block_list, index, module, param = match.groups()
+        yield key, f"{block_lists[block_list]}.{index}", module, param, tensor
 
 
 def _inverse(table: dict[str, str]) -> dict[str, str]:
