@@ -32,8 +32,10 @@ from .optim import param_groups_lrd
 from .patches import patchify, unpatchify
 from .pos_embed import resize_pos_embed, sincos_pos_embed_2d
 from .precision import autocast_dtype
+from .pyramid import SimpleFeaturePyramid
 from .reconstruction import Reconstruction, reconstruct
 from .registry import Architecture, list_models, model_config
+from .upernet import UperNet, UperNetHead
 from .vit import VisionTransformer
 
 __all__ = [
@@ -54,6 +56,9 @@ __all__ = [
     "PretrainedMixin",
     "RandomMasking",
     "Reconstruction",
+    "SimpleFeaturePyramid",
+    "UperNet",
+    "UperNetHead",
     "VisionTransformer",
     "__version__",
     "autocast_dtype",

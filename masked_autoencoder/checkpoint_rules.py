@@ -20,8 +20,10 @@ class CheckpointRules:
     table is the fixed sin-cos one, regenerated exactly for the model's grid."""
     fresh: tuple[str, ...] = ()
     """Key prefixes of the model that a checkpoint may lack, or hold with another shape: they start freshly
-    initialised by design (a classifier's new head). A checkpoint that holds them was trained with them
-    (fine-tuned): its position tables are learned ones."""
+    initialised by design (a classifier's new head, a detection backbone's relative position biases)."""
+    fine_tuned_keys: tuple[str, ...] = ()
+    """Key prefixes that only a fine-tuned checkpoint holds (a classifier's head): its position tables are
+    learned ones, interpolated for another grid, never regenerated."""
     unused: tuple[str, ...] = ()
     """Key prefixes of checkpoints the model has no place for by design (a decoder, for an encoder): dropped."""
     settings: tuple[str, ...] = ()

@@ -88,6 +88,7 @@ class MAEViTClassifier(VisionTransformer):
         return dataclasses.replace(
             super().checkpoint_rules,
             fresh=HEAD_PREFIXES if self.fc_norm is not None else HEAD_PREFIXES[:1],
+            fine_tuned_keys=HEAD_PREFIXES,
             unused=(*DECODER_PREFIXES, *(("norm.",) if self.norm is None else ())),
             foreign=(),
         )

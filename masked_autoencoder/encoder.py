@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -32,6 +33,10 @@ class MAEEncoder(VisionTransformer):
     official fine-tuning code. ``masking``: how pre-training chooses the removed patches, a
     :class:`MaskingStrategy` (default: :class:`RandomMasking` at the config's ``mask_ratio``, the paper's).
 
+    ``window_size``, ``global_blocks`` and ``rel_pos``: ViTDet's windowed attention and relative position
+    biases for dense prediction (see :class:`VisionTransformer`); masked pre-training
+    (:meth:`forward_encoder`) needs neither.
+
     The strategy owns the mask ratio: ``config.mask_ratio`` always mirrors ``masking.mask_ratio``
     (given ``masking=BlockMasking(0.9)``, or later ``model.masking = ...``, the config says 0.9, and
     ``save_pretrained`` records it). A ``mask_ratio=`` keyword that disagrees with ``masking`` raises.
@@ -43,6 +48,9 @@ class MAEEncoder(VisionTransformer):
         *,
         drop_path_rate: float = 0.0,
         masking: MaskingStrategy | None = None,
+        window_size: int | None = None,
+        global_blocks: Sequence[int] | None = None,
+        rel_pos: bool = False,
         **overrides: Any,
     ) -> None:
         _check_masking(masking)
@@ -52,7 +60,10 @@ class MAEEncoder(VisionTransformer):
             require(given == masking.mask_ratio, "mask_ratio", given, expected)
             overrides = {**overrides, "mask_ratio": masking.mask_ratio}
         config = resolve_config(config, overrides)
-        super().__init__(config, learned_position_table=False, final_norm=True, drop_path_rate=drop_path_rate)
+        windowing = {"window_size": window_size, "global_blocks": global_blocks, "rel_pos": rel_pos}
+        super().__init__(
+            config, learned_position_table=False, final_norm=True, drop_path_rate=drop_path_rate, **windowing
+        )
         self.masking = RandomMasking(config.mask_ratio) if masking is None else masking
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -71,6 +82,13 @@ class MAEEncoder(VisionTransformer):
     def checkpoint_rules(self) -> CheckpointRules:
         """The trunk's, and a full MAE checkpoint's decoder is left out."""
         return dataclasses.replace(super().checkpoint_rules, unused=DECODER_PREFIXES)
+
+    @property
+    def checkpoint_options(self) -> dict[str, Any]:
+        """The windowing and relative positions, where the encoder has them: ``save_pretrained`` records them."""
+        windows = {} if self.window_size is None else {"window_size": self.window_size}
+        global_blocks = {"global_blocks": list(self.global_blocks)} if windows else {}
+        return {**windows, **global_blocks, **({"rel_pos": True} if self.rel_pos else {})}
 
     def forward_encoder(
         self, imgs: torch.Tensor, mask_ratio: float | torch.Tensor | None = None, **masking_args: Unpack[MaskingArgs]
@@ -99,6 +117,9 @@ class MAEEncoder(VisionTransformer):
         call_args: dict[str, Any] = dict(masking_args)
         masking = call_args.pop("masking", None)
         _check_masking(masking)
+        # The kept patches are no grid: windows and relative positions have nothing to act on.
+        for name, value, default in (("window_size", self.window_size, None), ("rel_pos", self.rel_pos, False)):
+            require(value == default, name, value, f"{default} for masked pre-training: the kept patches are no grid")
         patches, cls, grid = self._embed(imgs)
         strategy = self.masking if masking is None else masking
         masked = strategy(patches, grid=grid, mask_ratio=mask_ratio, **call_args)

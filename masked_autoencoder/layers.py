@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -9,6 +11,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .recompute import recomputed_in_backward
+from .rel_pos import decomposed_bias, with_class_token
+from .windows import windowed_attention
 
 
 class PatchEmbed(nn.Module):
@@ -26,17 +30,46 @@ class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv projection. x: (B, N, D) -> (B, N, D).
 
     ``keep``: an optional (B, N) boolean mask of the tokens that take part as keys (padding: False).
+    ``window_size`` (None: global): attention within windows of the patch grid (:mod:`.windows`), for
+    tokens that are a class token and the patches of the ``grid`` (h, w) given to :meth:`forward`
+    (N = 1 + h*w); without a grid (masked pre-training) attention is global. ``rel_pos_size`` (h, w):
+    decomposed relative position biases (:mod:`.rel_pos`), parameters ``rel_pos_h`` (2h - 1, head dim)
+    and ``rel_pos_w`` (2w - 1, head dim) starting at zero, as ViTDet's; applied where a grid is given.
     """
 
-    def __init__(self, dim: int, num_heads: int) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int | None = None,
+        rel_pos_size: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
+        self.window_size = window_size
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
+        if rel_pos_size is not None:
+            head_dim = dim // num_heads
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * rel_pos_size[0] - 1, head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_pos_size[1] - 1, head_dim))
+        self.rel_pos = rel_pos_size is not None
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def extra_repr(self) -> str:
+        return "" if self.window_size is None else f"window_size={self.window_size}"
+
+    def forward(
+        self, x: torch.Tensor, keep: torch.Tensor | None = None, grid: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=None if keep is None else keep[:, None, None, :])
+        tables = (self.rel_pos_h, self.rel_pos_w) if self.rel_pos and grid is not None else None
+        if self.window_size is not None and grid is not None:
+            x = windowed_attention(q, k, v, grid, self.window_size, tables)
+        else:
+            mask = None if keep is None else keep[:, None, None, :]
+            if tables is not None:  # a grid, hence no keep: the bias alone
+                mask = with_class_token(decomposed_bias(q[:, :, 1:], grid, *tables))  # type: ignore[arg-type]
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(rearrange(x, "b h n d -> b n (h d)"))
 
 
@@ -96,36 +129,74 @@ class DropPath(nn.Module):
 class Block(nn.Module):
     """Pre-norm Transformer block: x + attn(norm1(x)), then + mlp(norm2(x)). x: (B, N, D) -> (B, N, D).
 
-    ``drop_path`` is the stochastic-depth rate of both residual branches (fine-tuning only).
+    ``drop_path`` is the stochastic-depth rate of both residual branches (fine-tuning only);
+    ``attention``: :class:`Attention`'s keywords (``window_size``, ``rel_pos_size``); the forward's
+    ``grid`` is :class:`Attention`'s.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, eps: float, drop_path: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        eps: float,
+        drop_path: float = 0.0,
+        attention: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, num_heads)
+        self.attn = Attention(dim, num_heads, **(attention or {}))
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), keep))
+    def forward(
+        self, x: torch.Tensor, keep: torch.Tensor | None = None, grid: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), keep, grid))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 def build_blocks(
-    dim: int, depth: int, num_heads: int, mlp_ratio: float, eps: float, drop_path_rate: float = 0.0
+    dim: int,
+    depth: int,
+    num_heads: int,
+    mlp_ratio: float,
+    eps: float,
+    drop_path_rate: float = 0.0,
+    *,
+    window_size: int | None = None,
+    global_blocks: tuple[int, ...] = (),
+    rel_pos_grid: tuple[int, int] | None = None,
 ) -> nn.ModuleList:
-    """``depth`` fresh :class:`Block` s of width ``dim``; drop path rises linearly from 0 to ``drop_path_rate``."""
+    """``depth`` fresh :class:`Block` s of width ``dim``; drop path rises linearly from 0 to ``drop_path_rate``.
+
+    With ``window_size``, every block but ``global_blocks`` attends within windows. With ``rel_pos_grid``
+    (the patch grid the global blocks are made for), every block has decomposed relative position
+    biases, sized for its window or that grid.
+    """
     rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # as official: 0 in the first block
-    return nn.ModuleList(Block(dim, num_heads, mlp_ratio, eps, rate) for rate in rates)
+    blocks = []
+    for index, rate in enumerate(rates):
+        window = None if index in global_blocks else window_size
+        rel_pos_size = None if rel_pos_grid is None else rel_pos_grid if window is None else (window, window)
+        attention = {"window_size": window, "rel_pos_size": rel_pos_size}
+        blocks.append(Block(dim, num_heads, mlp_ratio, eps, rate, attention))
+    return nn.ModuleList(blocks)
 
 
-def run_block(block: nn.Module, x: torch.Tensor, checkpointing: bool, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """Apply a block (``keep``: see :class:`Attention`), recomputed in backward with ``checkpointing`` in training."""
+def run_block(
+    block: nn.Module,
+    x: torch.Tensor,
+    checkpointing: bool,
+    keep: torch.Tensor | None = None,
+    grid: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Apply a block (``keep``, ``grid``: see :class:`Attention`), recomputed in backward with ``checkpointing``."""
     if checkpointing and torch.is_grad_enabled():
         # Non-reentrant: works with torch.compile and inputs that need no grad; RNG (drop path) is replayed.
-        return checkpoint(block, x, keep, use_reentrant=False)
-    return block(x, keep)
+        return checkpoint(block, x, keep, grid, use_reentrant=False)
+    return block(x, keep, grid)
 
 
 def init_vit_weights(module: nn.Module) -> None:

@@ -9,13 +9,14 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ._validation import describe, require
+from ._validation import describe, is_int, is_number, require
 from .checkpoint_rules import CheckpointRules
 from .config import MAEConfig
 from .hub.mixin import PretrainedMixin
 from .layers import Mlp, PatchEmbed, build_blocks, init_vit_weights, run_block
 from .patches import patch_grid
 from .pos_embed import position_table_for_grid, resize_pos_embed, sincos_pos_embed_2d
+from .windows import vitdet_global_blocks
 
 _CLS_STD = 0.02
 POOLS = ("token", "avg")
@@ -39,17 +40,37 @@ class VisionTransformer(PretrainedMixin, nn.Module):
     (1, the class token), ``feature_info`` (one entry per block: ``module``, ``num_chs``,
     ``reduction``) and ``pretrained_cfg`` (the data config of the weights it was loaded from: mean,
     std, input size, licence; None for a model built fresh).
+
+    ``window_size`` (None: global attention everywhere) makes every block but ``global_blocks``
+    (default with windows: ViTDet's, the last of each quarter) attend within windows of that many
+    patches a side (:mod:`masked_autoencoder.windows`), as ViTDet's backbone for large images. Each
+    block still takes and returns the whole token sequence, so hooks and :meth:`forward_intermediates`
+    see whole maps. ``rel_pos=True`` adds ViTDet's decomposed relative position biases to every block
+    (``blocks.N.attn.rel_pos_h`` / ``rel_pos_w``, zero to start with, sized for the block's window or,
+    in a global block, the config's grid, and resized linearly for other grids).
     """
 
     num_prefix_tokens = 1
     pretrained_cfg: dict[str, Any] | None = None
 
     def __init__(
-        self, config: MAEConfig, *, learned_position_table: bool, final_norm: bool, drop_path_rate: float
+        self,
+        config: MAEConfig,
+        *,
+        learned_position_table: bool,
+        final_norm: bool,
+        drop_path_rate: float,
+        window_size: int | None = None,
+        global_blocks: Sequence[int] | None = None,
+        rel_pos: bool = False,
     ) -> None:
         super().__init__()
-        ok_rate = isinstance(drop_path_rate, (int, float)) and 0.0 <= drop_path_rate < 1.0
+        require(isinstance(rel_pos, bool), "rel_pos", repr(rel_pos), "a bool")
+        ok_rate = is_number(drop_path_rate) and 0.0 <= drop_path_rate < 1.0
         require(ok_rate, "drop_path_rate", repr(drop_path_rate), "a number in [0, 1)")
+        self.window_size = window_size
+        self.global_blocks = _global_blocks(window_size, global_blocks, config.depth)
+        self.rel_pos = rel_pos
         self.config = config
         self.learned_position_table = learned_position_table
         dim = config.embed_dim
@@ -61,7 +82,15 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         else:  # fixed, but saved: official checkpoints hold it and load strictly
             self.register_buffer("pos_embed", table)
         self.blocks = build_blocks(
-            dim, config.depth, config.num_heads, config.mlp_ratio, config.layer_norm_eps, drop_path_rate
+            dim,
+            config.depth,
+            config.num_heads,
+            config.mlp_ratio,
+            config.layer_norm_eps,
+            drop_path_rate,
+            window_size=window_size,
+            global_blocks=self.global_blocks,
+            rel_pos_grid=config.grid_size if rel_pos else None,
         )
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps) if final_norm else None
         self.num_features = dim
@@ -82,6 +111,7 @@ class VisionTransformer(PretrainedMixin, nn.Module):
             position_tables=("pos_embed",),
             learned_tables=("pos_embed",) if self.learned_position_table else (),
             settings=("num_heads", "layer_norm_eps"),
+            fresh=tuple(f"blocks.{index}.attn.rel_pos_" for index in range(len(self.blocks)) if self.rel_pos),
             input_filters=("patch_embed.proj.weight",),
             foreign=HEAD_PREFIXES,
             foreign_hint=(
@@ -126,23 +156,30 @@ class VisionTransformer(PretrainedMixin, nn.Module):
                 module.recompute_activation = enable
 
     def run_blocks(
-        self, tokens: torch.Tensor, blocks: nn.ModuleList | None = None, keep: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        blocks: nn.ModuleList | None = None,
+        keep: torch.Tensor | None = None,
+        grid: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Run the encoder's (or the given) blocks, without any final norm. tokens: (B, N, D) -> (B, N, D).
 
-        ``keep``: an optional (B, N) boolean mask of the tokens that take part (False: padding).
+        ``keep``: an optional (B, N) boolean mask of the tokens that take part (False: padding). ``grid``:
+        the (h, w) patch grid of tokens that are a class token and every patch, for windowed attention.
         """
         for block in self.blocks if blocks is None else blocks:
-            tokens = run_block(block, tokens, self.grad_checkpointing, keep)
+            tokens = run_block(block, tokens, self.grad_checkpointing, keep, grid)
         return tokens
 
     def final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
         """The final norm where the model has one, else the tokens unchanged. (..., D) -> (..., D)."""
         return tokens if self.norm is None else self.norm(tokens)
 
-    def transform(self, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Run the blocks and the final norm. tokens: (B, N, D) -> (B, N, D); ``keep`` as :meth:`run_blocks`."""
-        return self.final_norm(self.run_blocks(tokens, keep=keep))
+    def transform(
+        self, tokens: torch.Tensor, keep: torch.Tensor | None = None, grid: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """The blocks, then the final norm. tokens: (B, N, D) -> (B, N, D); ``keep``, ``grid``: :meth:`run_blocks`."""
+        return self.final_norm(self.run_blocks(tokens, keep=keep, grid=grid))
 
     def embed(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Check the images, then embed them: patch tokens with positions (B, L, D), class token with its (B, 1, D)."""
@@ -151,8 +188,8 @@ class VisionTransformer(PretrainedMixin, nn.Module):
 
     def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
         """Encode every patch. imgs: (B, C, H, W) -> tokens (B, 1 + L, D), class token first, after the final norm."""
-        tokens, _ = self._embed_all(imgs)
-        return self.transform(tokens)
+        tokens, grid = self._embed_all(imgs)
+        return self.transform(tokens, grid=grid)
 
     def forward_pooled(self, imgs: torch.Tensor, pool: str = "token") -> torch.Tensor:
         """One feature vector per image. imgs: (B, C, H, W) -> (B, D).
@@ -163,8 +200,8 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         A model without a final norm returns the tokens as they leave the last block.
         """
         require(pool in POOLS, "pool", repr(pool), f"one of {POOLS}")
-        tokens, _ = self._embed_all(imgs)
-        return self.final_norm(pool_tokens(self.run_blocks(tokens), pool))
+        tokens, grid = self._embed_all(imgs)
+        return self.final_norm(pool_tokens(self.run_blocks(tokens, grid=grid), pool))
 
     def forward_intermediates(
         self,
@@ -192,7 +229,7 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         outputs: list[Any] = []
         last = max(take) if stop_early or intermediates_only else len(self.blocks) - 1
         for index, block in enumerate(self.blocks[: last + 1]):
-            tokens = run_block(block, tokens, self.grad_checkpointing)
+            tokens = run_block(block, tokens, self.grad_checkpointing, None, grid)
             if index in take:
                 shown = self.final_norm(tokens) if norm else tokens
                 outputs.append(_as_output(shown, grid, output_fmt, return_prefix_tokens))
@@ -210,6 +247,22 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         """:meth:`_embed` with the class token in front: tokens (B, 1 + L, D), and the grid."""
         patches, cls, grid = self._embed(imgs)
         return torch.cat([cls, patches], dim=1), grid
+
+
+def _global_blocks(window_size: int | None, global_blocks: Sequence[int] | None, depth: int) -> tuple[int, ...]:
+    """Check the windowing options; the blocks that attend globally (ViTDet's by default, with windows)."""
+    require(
+        window_size is None or (is_int(window_size) and window_size > 0),
+        "window_size",
+        repr(window_size),
+        "None (global attention) or a positive int (patches per window side)",
+    )
+    if global_blocks is None:
+        return () if window_size is None else vitdet_global_blocks(depth)
+    require(window_size is not None, "global_blocks", repr(global_blocks), "None without window_size")
+    ok = not isinstance(global_blocks, str) and all(is_int(index) and 0 <= index < depth for index in global_blocks)
+    require(ok, "global_blocks", repr(global_blocks), f"block indices in [0, {depth - 1}]")
+    return tuple(sorted(set(global_blocks)))
 
 
 def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:

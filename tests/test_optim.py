@@ -118,6 +118,38 @@ def test_bad_arguments_raise_value_error(kwargs, message):
         param_groups_lrd(_classifier(), **kwargs)
 
 
-def test_a_model_without_blocks_is_refused():
-    with pytest.raises(ValueError, match=r"model must be a ViT with its blocks in .blocks, got a Linear"):
+def test_a_model_without_blocks_or_with_two_vits_is_refused():
+    with pytest.raises(
+        ValueError, match=r"model must be a ViT, or a module with one ViT inside \(found \[\]\), got a Linear"
+    ):
         param_groups_lrd(nn.Linear(2, 2))
+    two = nn.ModuleDict({"a": _classifier(), "b": _classifier()})
+    with pytest.raises(ValueError, match=r"one ViT inside \(found \['a', 'b'\]\)"):
+        param_groups_lrd(two)
+
+
+class _Detector(nn.Module):
+    """A detector as users build one: a backbone holding the encoder and a neck, then a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Module()
+        self.backbone.encoder = _classifier()
+        self.backbone.neck = nn.Conv2d(32, 8, 1)
+        self.head = nn.Linear(8, 3)
+
+
+def test_an_encoder_nested_in_a_detector_gets_vitdet_s_decay_and_the_rest_the_full_rate():
+    detector = _Detector()
+    groups = param_groups_lrd(detector, 0.1, ["pos_embed", "cls_token"], layer_decay=0.7, lr=1e-4)
+    scale = {id(p): (g["lr_scale"], g["weight_decay"], g["lr"]) for g in groups for p in g["params"]}
+    encoder = detector.backbone.encoder
+    depth = len(encoder.blocks)
+    for index, block in enumerate(encoder.blocks):  # ViTDet: decay ** (depth - index) for blocks.index
+        assert scale[id(block.attn.qkv.weight)] == (0.7 ** (depth - index), 0.1, 1e-4 * 0.7 ** (depth - index))
+        assert scale[id(block.attn.qkv.bias)][1] == 0.0  # 1-D: no weight decay
+    assert scale[id(encoder.pos_embed)] == (0.7 ** (depth + 1), 0.0, 1e-4 * 0.7 ** (depth + 1))  # listed: no decay
+    assert scale[id(encoder.patch_embed.proj.weight)][0] == 0.7 ** (depth + 1)
+    for param in (detector.backbone.neck.weight, detector.head.weight):
+        assert scale[id(param)] == (1.0, 0.1, 1e-4)
+    assert sum(len(g["params"]) for g in groups) == len(list(detector.parameters()))

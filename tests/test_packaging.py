@@ -33,10 +33,14 @@ def test_public_api_is_exactly_all():
         "patches",
         "pos_embed",
         "precision",
+        "pyramid",
         "reconstruction",
         "recompute",
         "registry",
+        "rel_pos",
+        "upernet",
         "vit",
+        "windows",
     }
     assert public - submodules == set(masked_autoencoder.__all__) - {"__version__"}
 

@@ -139,8 +139,7 @@ def _fit_position_tables(
     are interpolated, only into a table the model learns; ``interpolate_sincos`` interpolates every table.
     """
     regenerated, interpolated = [], []
-    # A checkpoint that holds the model's fresh parts (a fine-tuned head) was trained with them: its tables are learned.
-    fine_tuned = bool(rules.fresh) and any(key.startswith(rules.fresh) for key in checkpoint.state_dict)
+    fine_tuned = bool(rules.fine_tuned_keys) and any(key.startswith(rules.fine_tuned_keys) for key in state)
     for key in rules.position_tables:
         stored, model = state.get(key), expected.get(key)
         # Another width is not a grid change: it is reported with the other shapes that differ.
@@ -202,6 +201,15 @@ def summarize_keys(keys: list[str]) -> str:
     return "[" + ", ".join(name if n == 1 else f"{name} ({n} tensors)" for name, n in counts.items()) + "]"
 
 
+def _key_patterns(keys: list[str]) -> str:
+    """Keys named in full, block indices folded: ``[blocks.N.attn.rel_pos_h (12 tensors), head.weight]``."""
+    counts: dict[str, int] = {}
+    for key in keys:
+        pattern = ".".join("N" if part.isdigit() else part for part in key.split("."))
+        counts[pattern] = counts.get(pattern, 0) + 1
+    return "[" + ", ".join(name if n == 1 else f"{name} ({n} tensors)" for name, n in counts.items()) + "]"
+
+
 def report(plan: LoadPlan, source: str) -> None:
     """Tell the user what was not loaded: a warning for missing or ignored keys, log lines for choices by design."""
     if plan.missing or plan.unexpected:
@@ -213,7 +221,7 @@ def report(plan: LoadPlan, source: str) -> None:
     if plan.dropped:
         logger.info("Loaded %s; left out by design: %s", source, summarize_keys(plan.dropped))
     if plan.fresh:
-        logger.info("Loaded %s; freshly initialised by design: %s", source, summarize_keys(plan.fresh))
+        logger.info("Loaded %s; freshly initialised by design: %s", source, _key_patterns(plan.fresh))
     if plan.regenerated or plan.interpolated:
         logger.info(
             "Loaded %s; position tables for the model's grid: regenerated (sin-cos) %s, interpolated %s",
