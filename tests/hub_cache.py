@@ -13,19 +13,29 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TypeVar
 
 import torch
 from conftest import TINY
+from huggingface_hub import CommitOperationAdd, HfApi
 from safetensors.torch import save
 from transformers import ViTMAEForPreTraining
 
-from masked_autoencoder import MAEConfig, MAEEncoder, MaskedAutoencoderViT
+from masked_autoencoder import (
+    MAEConfig,
+    MAEEncoder,
+    MAEViTClassifier,
+    MaskedAutoencoderViT,
+    VisionTransformer,
+    model_config,
+)
+from masked_autoencoder.hub.known_weights import TIMM, TRANSFORMERS, KnownWeights
 from masked_autoencoder.hub.transformers_format import config_to_transformers, to_transformers_state_dict
 
 ATOL = 1e-5
 Files = dict[str, bytes]
-ModelT = TypeVar("ModelT", bound=MAEEncoder)
+ModelT = TypeVar("ModelT", bound=VisionTransformer)
 
 
 def tiny_model(config: MAEConfig = TINY, seed: int = 0) -> MaskedAutoencoderViT:
@@ -107,12 +117,38 @@ def place(
     return repo_id, {"cache_dir": tmp_path / "hub"}
 
 
-def run_offline(code: str, cache: Path) -> subprocess.CompletedProcess[str]:
+def run_offline(code: str, cache: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run Python ``code`` in a fresh interpreter with HF_HUB_CACHE=cache, HF_HUB_OFFLINE=1 and no sockets."""
     guard = "import socket\ndef _refuse(*a): raise AssertionError('network access')\n"
     guard += "socket.socket.connect = socket.socket.connect_ex = _refuse\n"
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-c", guard + code], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", guard + code], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def uploads_into(cache: Path) -> None:
+    """Make every upload of this process a commit in ``cache``: what a test pushes then loads by repo id, offline.
+
+    Replaces HfApi.create_repo and HfApi.create_commit, the only Hub calls of ``push_to_hub``; for a fresh
+    interpreter (``run_offline``), since it changes HfApi for the whole process.
+    """
+
+    def create_repo(api: HfApi, repo_id: str, **kwargs: object) -> str:
+        return f"https://huggingface.co/{repo_id}"
+
+    def create_commit(
+        api: HfApi, repo_id: str, operations: list[CommitOperationAdd], revision: str | None = None, **kwargs: object
+    ) -> object:
+        files = {}
+        for operation in operations:
+            with operation.as_file() as content:
+                files[operation.path_in_repo] = content.read()
+        commit = add_to_cache(cache, repo_id, files, revision or "main").name
+        return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/{commit}", pr_url=None)
+
+    HfApi.create_repo = create_repo  # type: ignore[method-assign]
+    HfApi.create_commit = create_commit  # type: ignore[method-assign]
 
 
 # --- each family's files -----------------------------------------------------------------------------------------
@@ -177,6 +213,31 @@ def timm_files(encoder: MAEEncoder, architecture: str = "vit_base_patch16_224") 
         "config.json": _json_bytes(timm_config(architecture, encoder.config)),
         "model.safetensors": save(encoder.state_dict()),
     }
+
+
+def published_model(weights: KnownWeights, seed: int = 0) -> VisionTransformer:
+    """A fresh model of what a published checkpoint holds (an MAE, an encoder or a classifier), in float16."""
+    if weights.fine_tuned:
+        model_class: type[VisionTransformer] = MAEViTClassifier
+    else:
+        model_class = MaskedAutoencoderViT if weights.has_decoder else MAEEncoder
+    return _seeded(model_class, model_config(weights.architecture), seed).half()
+
+
+def published_checkpoint(weights: KnownWeights, model: VisionTransformer | None = None) -> Files:
+    """Files in place of a published checkpoint: its family's layout, its architecture's shapes, fresh weights.
+
+    ``model``: a ``published_model(weights)`` to reuse. In float16, to halve the files (ViT-B: 170-220 MB);
+    loaders cast to the model's dtype. The transformers config says float32, as the published ones do, so that
+    `transformers` builds a float32 model. Hub families give the repo's files (``add_to_cache`` under
+    ``weights.name``), official ones ``{file name: .pth bytes}``.
+    """
+    model = published_model(weights) if model is None else model
+    if weights.family == TRANSFORMERS:
+        return transformers_files(model, torch_dtype="float32")  # type: ignore[arg-type]
+    if weights.family == TIMM:  # timm's architecture is the repo's model name: timm/vit_base_patch16_224.mae
+        return timm_files(model, weights.name.removeprefix("timm/").split(".")[0])  # type: ignore[arg-type]
+    return {weights.name: pickled({"model": model.state_dict()})}
 
 
 # --- comparisons -------------------------------------------------------------------------------------------------
