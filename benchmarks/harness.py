@@ -1,8 +1,9 @@
-"""The benchmarks' harness: interleaved timing and paired ratios, the machine, the common flags, the report.
+"""The benchmarks' harness: interleaved timing and paired ratios, a step's memory, the machine, the flags, the report.
 
 Every script times its cases in one process, round-robin after warm-up, reversing the order every
 other round, and compares them by the *paired* ratio: the median over rounds of each round's own
-ratio, which cancels the slow drift of a shared machine that moves two medians apart. Each writes
+ratio, which cancels the slow drift of a shared machine that moves two medians apart. Memory is
+measured one side per fresh process (:func:`in_fresh_processes`, :func:`step_memory`). Each writes
 ``<name>.json`` (the raw per-round times, the machine, the command) and ``<name>.md`` (its tables).
 """
 
@@ -13,12 +14,16 @@ import datetime
 import gc
 import importlib.metadata
 import json
+import os
 import platform
+import re
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -26,6 +31,9 @@ import torch
 RESULTS = Path(__file__).parent / "results"
 QUICK_MODEL = {"model": "mae_vit_tiny_patch16", "img_size": 64, "batch": 2, "depth": 2, "decoder_depth": 1}
 _CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+_MB = 2**20
+# Settings a measuring process does not take: it prints its figures and writes nothing.
+_PARENT_ONLY = ("quick", "output", "rounds", "side")
 
 Times = dict[str, list[float]]
 """Per case, the seconds of each timed round, in round order."""
@@ -97,6 +105,99 @@ def timing_rows(times: Times, baselines: Sequence[str]) -> list[dict[str, str]]:
         }
         row |= {f"paired / {base}": f"{paired_ratio(seconds, times[base]):.2f}x" for base in baselines}
         rows.append(row)
+    return rows
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status", encoding="utf-8") as status:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", status.read(), re.MULTILINE).group(1)) / 1024
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return
+    with open("/proc/self/clear_refs", "w", encoding="utf-8") as clear_refs:
+        clear_refs.write("5")  # the peak (VmHWM) := the current resident memory
+
+
+def _saved_mb(step: Callable[[], object], parameters: list[torch.Tensor]) -> float:
+    """Run ``step``, adding up the distinct non-parameter storages that autograd saves for backward."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        step()
+    owned = {p.untyped_storage().data_ptr() for p in parameters}
+    return sum(size for pointer, size in storages.items() if pointer not in owned) / _MB
+
+
+def step_memory(step: Callable[[], object], parameters: list[torch.Tensor], device: torch.device) -> dict[str, float]:
+    """A warm-up ``step`` (counting what autograd saves), then a measured one; MB.
+
+    peak: the process's peak resident memory in the measured step (on a GPU: peak allocated), reset
+    through ``/proc/self/clear_refs`` (Linux); static: the memory after the warm-up (libraries,
+    weights, and whatever the step keeps, such as gradients zeroed in place); step extra: peak - static;
+    saved: what autograd keeps for backward (parameters excluded, each storage once), whatever the
+    allocator does. Run it in a process of :func:`in_fresh_processes`, whose glibc returns freed blocks.
+    """
+    saved = _saved_mb(step, parameters)
+    cuda = device.type == "cuda"
+    static = torch.cuda.memory_allocated() / _MB if cuda else _status_mb("VmRSS")
+    _reset_peak(device)
+    step()
+    synchronizer(device)()
+    peak = torch.cuda.max_memory_allocated() / _MB if cuda else _status_mb("VmHWM")
+    return {"peak": peak, "static": static, "step extra": peak - static, "saved": saved}
+
+
+def _flags(args: argparse.Namespace) -> list[str]:
+    """The command-line flags that give a measuring process ``args``'s settings."""
+    flags = []
+    for field, value in vars(args).items():
+        if field in _PARENT_ONLY or value is None or value is False:
+            continue
+        flag = "--" + field.replace("_", "-")
+        values = [] if value is True else list(value) if isinstance(value, list) else [value]
+        flags += [flag, *map(str, values)]
+    return flags
+
+
+def _in_process(script: str, args: argparse.Namespace, side: str) -> dict[str, float]:
+    # glibc returns every freed block above 64 KiB: else the measured step reuses pages the warm-up
+    # kept, and the resident peak under-counts.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
+    command = [sys.executable, script, *_flags(args), f"--side={side}"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{Path(script).name} --side={side} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def in_fresh_processes(
+    script: str, args: argparse.Namespace, sides: Sequence[str], *, workers: int
+) -> dict[str, dict[str, float]]:
+    """Per side, the JSON that ``script --side=SIDE``, with ``args``'s settings, prints last, each in a fresh
+    process, ``workers`` at a time: no heap, library or cache carried from one side to another."""
+    with ThreadPoolExecutor(workers) as pool:
+        return dict(zip(sides, pool.map(lambda side: _in_process(script, args, side), sides), strict=True))
+
+
+def add_side_flag(parsed: argparse.ArgumentParser, sides: Sequence[str]) -> None:
+    """``--side``, hidden: set by :func:`in_fresh_processes` in the measuring process."""
+    parsed.add_argument("--side", choices=sides, help=argparse.SUPPRESS)
+
+
+def memory_rows(memory: dict[str, dict[str, float]], reference: str) -> list[dict[str, str]]:
+    """A table row per side of :func:`step_memory`'s figures (MB), then per other side its ratios to ``reference``."""
+    rows = [{"side": side} | {f"{key} (MB)": f"{mb:.0f}" for key, mb in mbs.items()} for side, mbs in memory.items()]
+    for side, figures in memory.items():
+        if side != reference:
+            ratios = {f"{key} (MB)": f"{mb / memory[reference][key]:.2f}" for key, mb in figures.items()}
+            rows.append({"side": f"{side} / {reference}"} | ratios)
     return rows
 
 
@@ -177,10 +278,15 @@ def run_script(
     quick: dict[str, object],
     run: Callable[[argparse.Namespace], dict],
     tables: Callable[[argparse.Namespace, dict], str],
-) -> dict:
+    measure: Callable[[str, argparse.Namespace], dict] | None = None,
+) -> dict | None:
     """A script's ``main``: parse, run, report. With ``--quick``, ``quick``, two rounds and no files are the
-    defaults (flags given still win)."""
+    defaults (flags given still win). With ``--side`` (a process of :func:`in_fresh_processes`): print
+    ``measure(side, args)`` as JSON, and nothing else."""
     args = parsed.parse_args(argv)
+    if measure is not None and args.side:
+        print(json.dumps(measure(args.side, args)))
+        return None
     if args.quick:
         parsed.set_defaults(output=None, **quick, **({"rounds": 2} if hasattr(args, "rounds") else {}))
         args = parsed.parse_args(argv)

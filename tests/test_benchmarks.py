@@ -18,8 +18,9 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))  # the scripts import the harness by name, as when run from benchmarks/
 
 import run_all  # noqa: E402
+from bench_dense import build_parser as dense_parser  # noqa: E402
 from bench_speedup import MaskTokensInEncoder  # noqa: E402
-from harness import interleaved, paired_ratio, timing_rows  # noqa: E402
+from harness import _flags, interleaved, paired_ratio, timing_rows  # noqa: E402
 from sides import count_flops  # noqa: E402
 
 CASES = {
@@ -28,6 +29,7 @@ CASES = {
     "features": {"ours", "transformers-vitmae", "transformers-vit"},
     "loading": {"load_file + touch", "ours (our files)", "ours (transformers files)", "transformers from_pretrained"},
     "masking": {"random", "block", "grid", "per-image 0.75", "per-image 0.6-0.9"},
+    "dense": {"global", "windowed-rel-pos", "windowed"},
 }
 
 
@@ -86,6 +88,21 @@ def test_quick_memory_measures_both_sides(quick):
     assert all(side["peak"] >= side["static"] > 0 and side["saved"] > 0 for side in mb.values())
     assert mb["ours-checkpointing"]["saved"] < mb["ours"]["saved"]  # only the blocks' inputs are kept
     assert all(f"| {side} | " in markdown for side in ("ours", "ours-checkpointing", "transformers-sdpa"))
+
+
+def test_quick_dense_measures_the_memory_of_every_side(quick):
+    record, markdown = quick["dense"]
+    mb = record["results"]["memory"]
+    assert set(mb) == CASES["dense"] and all(side["peak"] >= side["static"] > 0 for side in mb.values())
+    assert mb["windowed-rel-pos"]["saved"] > mb["windowed"]["saved"] > 0  # the biases are kept for backward
+    assert "| windowed / global | " in markdown and record["settings"]["global_blocks"] == [1]
+
+
+def test_a_measuring_process_gets_every_setting_but_the_parents_own():
+    parsed = dense_parser()
+    args = parsed.parse_args(["--quick", "--rounds=5", "--batch=2", "--global-blocks", "0", "3", "--compile"])
+    child = vars(parsed.parse_args(_flags(args)))
+    assert child == vars(args) | {"quick": False, "rounds": 3} and child["global_blocks"] == [0, 3]
 
 
 def test_interleaved_reverses_every_other_round_and_keeps_the_timed_ones():
