@@ -263,3 +263,25 @@ def learning_rate(step: int, *, peak: float, warmup_steps: int, total_steps: int
         return peak * step / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_lr + (peak - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    lr: float,
+    compute_loss: Callable[[], torch.Tensor],
+    device_type: str,
+    dtype: torch.dtype | None,
+) -> torch.Tensor:
+    """One step: every group's lr set to ``lr`` times its ``lr_scale`` (1 when it has none), as the official scripts
+    do; ``compute_loss()`` under autocast to ``dtype`` (None: fp32); a scaled backward and step (the scaler is a
+    no-op unless fp16). Returns the loss, detached."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
+        loss = compute_loss()
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()

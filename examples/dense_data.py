@@ -17,13 +17,14 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pretrain
 import torch
-from common import add_model_arguments, build_model, choose_device, choose_precision, learning_rate, sample_photos
+from common import add_model_arguments, build_model, choose_precision, learning_rate, optimizer_step, sample_photos
 from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.ops import masks_to_boxes
@@ -124,11 +125,10 @@ def make_shapes(count: int, side: int, split: str, seed: int = 0) -> Shapes:
     return Shapes(torch.stack(images), list(targets))
 
 
-def splits(args: argparse.Namespace, model: str) -> tuple[Shapes, Shapes]:
+def splits(args: argparse.Namespace, model: str, device: torch.device) -> tuple[Shapes, Shapes]:
     """The training and held-out shapes of the flags; prints what they are and what ``model`` trains on."""
     train = make_shapes(args.train_images, args.img_size, "train", args.seed)
     heldout = make_shapes(args.heldout_images, args.img_size, "heldout", args.seed)
-    device = choose_device(args.device)
     print(f"{len(train)} training and {len(heldout)} held-out images of {args.img_size} px, {model} on {device}")
     return train, heldout
 
@@ -218,14 +218,17 @@ def batches(count: int, batch_size: int, seed: int) -> Iterator[list[int]]:
 
 
 def fine_tune(
-    loss_of: Callable[[list[int]], torch.Tensor], model: nn.Module, count: int, args: argparse.Namespace
+    loss_of: Callable[[list[int]], torch.Tensor],
+    model: nn.Module,
+    count: int,
+    args: argparse.Namespace,
+    device: torch.device,
 ) -> list[float]:
     """Train ``model`` for --steps on batches of indices into ``count`` training images; returns the losses.
 
     ``loss_of(indices)`` returns the batch's loss. AdamW, lr warmed up over 10% of the steps then cosine,
     each parameter group at its ``lr_scale``; autocast to --precision (a scaler for fp16).
     """
-    device = choose_device(args.device)
     dtype = choose_precision(args.precision, device)
     optimizer = make_optimizer(model, args.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -233,20 +236,14 @@ def fine_tune(
     steps = zip(range(args.steps), batches(count, args.batch_size, args.seed), strict=False)
     for step, indices in tqdm(steps, total=args.steps, desc="fine-tuning"):
         lr = learning_rate(step, peak=args.lr, warmup_steps=args.steps // 10, total_steps=args.steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = loss_of(indices)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        loss = optimizer_step(optimizer, scaler, lr, partial(loss_of, indices), device.type, dtype)
         losses.append(loss.item())
     return losses
 
 
 def compare(
     args: argparse.Namespace,
+    device: torch.device,
     task: str,
     build: Callable[[MAEEncoder], nn.Module],
     loss_for: Callable[[nn.Module], Callable[[list[int]], torch.Tensor]],
@@ -262,9 +259,9 @@ def compare(
         torch.manual_seed(args.seed)
         encoder = load_encoder(source, args)
         torch.manual_seed(args.seed)  # the same fresh heads for every encoder
-        model = build(encoder).to(choose_device(args.device)).train()
+        model = build(encoder).to(device).train()
         started = time.perf_counter()
-        losses = fine_tune(loss_for(model), model, count, args)
+        losses = fine_tune(loss_for(model), model, count, args, device)
         runs[source] = {**evaluate(model), "loss": [losses[0], losses[-1]]}
         print(f"{source}: loss {losses[0]:.3f} -> {losses[-1]:.3f} in {time.perf_counter() - started:.0f} s")
     print(f"{task}, on {args.heldout_images} held-out images:")

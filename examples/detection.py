@@ -107,9 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     began = time.perf_counter()
     args = parse_args(argv)
     device = choose_device(args.device)
-    train, heldout = splits(args, "Mask R-CNN")
+    train, heldout = splits(args, "Mask R-CNN", device)
     runs = compare(
         args,
+        device,
         "Mask R-CNN, COCO AP",
         lambda encoder: build_detector(encoder, args.img_size),
         lambda detector: detection_loss(detector, train, device),

@@ -17,12 +17,21 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
-from common import PRECISIONS, choose_device, choose_precision, learning_rate, normalize, precision_name
+from common import (
+    PRECISIONS,
+    choose_device,
+    choose_precision,
+    learning_rate,
+    normalize,
+    optimizer_step,
+    precision_name,
+)
 from pretrain import make_optimizer, train_step
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -301,23 +310,23 @@ def train_classifier(
 ) -> None:
     """Minimise cross-entropy over ``steps`` batches (inputs, labels), under autocast to ``dtype`` (None: fp32).
 
-    Each step sets every group's lr to the schedule's (warm-up over 10% of the steps, then cosine) times
-    its ``lr_scale`` (1 when it has none), as the official scripts do.
+    Each step (:func:`optimizer_step`) sets every group's lr to the schedule's (warm-up over 10% of the
+    steps, then cosine) times its ``lr_scale`` (1 when it has none), as the official scripts do.
     """
     device_type = next(model.parameters()).device.type
-    scaler = torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)  # a no-op unless fp16
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == torch.float16)
     model.train()
     for step, (inputs, labels) in zip(range(steps), batches, strict=False):
         lr = learning_rate(step, peak=peak_lr, warmup_steps=steps // 10, total_steps=steps, min_lr=min_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
-        with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
-            loss = F.cross_entropy(model(inputs), labels, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        loss = partial(_classification_loss, model, inputs, labels, label_smoothing)
+        optimizer_step(optimizer, scaler, lr, loss, device_type, dtype)
     model.eval()
+
+
+def _classification_loss(
+    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, label_smoothing: float
+) -> torch.Tensor:
+    return F.cross_entropy(model(inputs), labels, label_smoothing=label_smoothing)
 
 
 @torch.no_grad()

@@ -52,6 +52,7 @@ from common import (
     heldout_batch,
     heldout_photos,
     learning_rate,
+    optimizer_step,
     pretrain_transform,
     reconstruction_psnr,
     sample_photos,
@@ -227,16 +228,8 @@ def train_step(
     lr: float,
     dtype: torch.dtype | None,
 ) -> torch.Tensor:
-    """One optimisation step at learning rate ``lr``, under autocast to ``dtype`` (None: fp32). Returns the loss."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group["lr_scale"]
-    with torch.autocast(imgs.device.type, dtype=dtype, enabled=dtype is not None):
-        loss = model(imgs).loss
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()  # the scaler is a no-op unless fp16
-    scaler.step(optimizer)
-    scaler.update()
-    return loss.detach()
+    """One optimisation step of the MAE's loss at learning rate ``lr`` (:func:`optimizer_step`). Returns the loss."""
+    return optimizer_step(optimizer, scaler, lr, lambda: model(imgs).loss, imgs.device.type, dtype)
 
 
 def describe_run(model: MaskedAutoencoderViT, job: Job, args: argparse.Namespace, **settings: str) -> str:

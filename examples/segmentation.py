@@ -65,11 +65,12 @@ def main(argv: list[str] | None = None) -> None:
     began = time.perf_counter()
     args = parse_args(argv)
     device = choose_device(args.device)
-    train, heldout = splits(args, "UperNet")
+    train, heldout = splits(args, "UperNet", device)
     inputs, labels = normalize(train.images).to(device), train.semantic().to(device)
     heldout_inputs, heldout_labels = normalize(heldout.images).to(device), heldout.semantic().to(device)
     runs = compare(
         args,
+        device,
         "UperNet, mean IoU",
         lambda encoder: UperNet(encoder, NUM_CLASSES, channels=HEAD_CHANNELS),
         lambda model: segmentation_loss(model, inputs, labels),

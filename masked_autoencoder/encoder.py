@@ -86,9 +86,10 @@ class MAEEncoder(VisionTransformer):
     @property
     def checkpoint_options(self) -> dict[str, Any]:
         """The windowing and relative positions, where the encoder has them: ``save_pretrained`` records them."""
-        windows = {} if self.window_size is None else {"window_size": self.window_size}
-        global_blocks = {"global_blocks": list(self.global_blocks)} if windows else {}
-        return {**windows, **global_blocks, **({"rel_pos": True} if self.rel_pos else {})}
+        options: dict[str, Any] = {"rel_pos": True} if self.rel_pos else {}
+        if self.window_size is not None:
+            options |= {"window_size": self.window_size, "global_blocks": list(self.global_blocks)}
+        return options
 
     def forward_encoder(
         self, imgs: torch.Tensor, mask_ratio: float | torch.Tensor | None = None, **masking_args: Unpack[MaskingArgs]

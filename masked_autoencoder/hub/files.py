@@ -96,7 +96,8 @@ def _locate_on_hub(repo_id: str, hub: HubOptions) -> CheckpointFiles:
 
 @dataclass
 class _HubRepo:
-    """A Hub repo's files through huggingface_hub's cache, each asked of the Hub once, by ``hf_hub_download``."""
+    """A Hub repo's files through huggingface_hub's cache: ``hf_hub_download`` asks the Hub about each, after one
+    question of our own without retries where a download is due."""
 
     repo_id: str
     hub: HubOptions
