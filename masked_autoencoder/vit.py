@@ -38,8 +38,8 @@ class VisionTransformer(PretrainedMixin, nn.Module):
 
     timm's attributes, with timm's meanings: ``num_features`` (the width D), ``num_prefix_tokens``
     (1, the class token), ``feature_info`` (one entry per block: ``module``, ``num_chs``,
-    ``reduction``) and ``pretrained_cfg`` (the data config of the weights it was loaded from: mean,
-    std, input size, licence; None for a model built fresh).
+    ``reduction``) and ``pretrained_cfg`` (what the weights expect as input: mean, std, input
+    size, interpolation, crop; the recorded values for loaded weights, the official recipe's when fresh).
 
     ``window_size`` (None: global attention everywhere) makes every block but ``global_blocks``
     (default with windows: ViTDet's, the last of each quarter) attend within windows of that many
@@ -51,7 +51,6 @@ class VisionTransformer(PretrainedMixin, nn.Module):
     """
 
     num_prefix_tokens = 1
-    pretrained_cfg: dict[str, Any] | None = None
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from huggingface_hub import HfApi
 
 import masked_autoencoder
 from masked_autoencoder import MAEEncoder, MaskedAutoencoderViT
+from masked_autoencoder.data_config import default_pretrained_cfg
 
 # Not the defaults: every field must survive the round trip (rectangular images and patches included).
 CONFIG = TINY.replace(img_size=(32, 48), patch_size=(8, 4), norm_pix_loss=True, mask_ratio=0.6, mlp_ratio=2.5)
@@ -84,6 +85,7 @@ def test_config_json_has_the_format_marker_and_the_config(tmp_path, cls):
         "model_class": cls.__name__,
         "config": CONFIG.to_dict(),
         "model_options": {},
+        "pretrained_cfg": json.loads(json.dumps(default_pretrained_cfg(CONFIG))),  # tuples as JSON lists
     }
 
 

@@ -26,6 +26,7 @@ _TIMM_MAE_TAG = "mae"
 _OFFICIAL_DECODER_HEADS = 16
 _BARE_ENCODER = ("embeddings.", "encoder.layer.", "layernorm.")
 _OPTIONS = "model_options"
+_DATA_CONFIG = "pretrained_cfg"  # timm's config.json key, and ours
 
 
 @dataclass(frozen=True)
@@ -40,15 +41,18 @@ class Checkpoint:
     """The config fields the checkpoint states (in its config.json or training arguments, or in the known
     table for a published Hub repo), as opposed to those read from shapes, assumed or defaulted."""
     pretrained_cfg: dict[str, Any] | None = None
-    """The weights' data config (timm's keys): a timm config's own, or the known table's; else None."""
+    """The weights' data config (timm's keys): a timm or our config's own, or the known table's; else None."""
     options: dict[str, Any] = field(default_factory=dict)
     """The constructor options the checkpoint records (our format's ``model_options``: a classifier's head)."""
 
 
-def our_config_json(config: MAEConfig, model_class: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The config.json that ``save_pretrained`` writes: a format marker, the library version, the config and the
-    model's constructor options (``checkpoint_options``; files without them, from earlier versions, still load)."""
-    return {
+def our_config_json(
+    config: MAEConfig, model_class: str, options: dict[str, Any], pretrained_cfg: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The config.json that ``save_pretrained`` writes: a format marker, the library version, the config, the
+    model's constructor options (``checkpoint_options``) and what its weights expect as input (``pretrained_cfg``).
+    Files without the last two, from earlier versions, still load (with the defaults)."""
+    written = {
         "library": OURS,
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
@@ -56,6 +60,7 @@ def our_config_json(config: MAEConfig, model_class: str, options: dict[str, Any]
         "config": config.to_dict(),
         _OPTIONS: options,
     }
+    return written if pretrained_cfg is None else {**written, _DATA_CONFIG: pretrained_cfg}
 
 
 def to_checkpoint(
@@ -92,7 +97,7 @@ def to_checkpoint(
     if repo_id is None and family != OURS:
         _log_unknown_origin(files.source, config, recorded, guess, overrides)
     known = published or guess
-    data_cfg = (files.config or {}).get("pretrained_cfg") if family == TIMM else None
+    data_cfg = (files.config or {}).get(_DATA_CONFIG) if family in (TIMM, OURS) else None
     if data_cfg is None and known is not None:
         data_cfg = known.pretrained_cfg
     options = (files.config or {}).get(_OPTIONS, {}) if family == OURS else {}
@@ -161,7 +166,7 @@ def _convert(
     config = _config_from_weights(tensors, overrides)
     if family == TIMM:
         # timm tags its MAE encoders "mae": the official normalized-pixel pre-training (mae_pretrain_vit_*.pth).
-        tag = (written.get("pretrained_cfg") or {}).get("tag")
+        tag = (written.get(_DATA_CONFIG) or {}).get("tag")
         return config, tensors, {"norm_pix_loss": True} if tag == _TIMM_MAE_TAG else {}
     return config, tensors, _training_args(extras)
 

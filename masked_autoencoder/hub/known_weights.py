@@ -6,6 +6,9 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import MAEConfig
+from ..data_config import default_pretrained_cfg
+
 # Checkpoint families: how a file's keys and config are laid out.
 TRANSFORMERS = "transformers"  # transformers' ViTMAE files (config.json with model_type vit_mae)
 TIMM = "timm"  # timm's encoders: official encoder keys, a timm config.json
@@ -13,9 +16,6 @@ OFFICIAL = "official"  # the paper's .pth files, {'model': state_dict}, no confi
 OURS = "masked-autoencoder"  # save_pretrained of this library
 
 _FB = "https://dl.fbaipublicfiles.com/mae"
-# The data every published MAE weight was trained on: ImageNet at 224 px, normalised by its mean and std.
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 _FACEBOOK_NOTE = "Card says apache-2.0; the weights are the official raw-pixel (visualize) release, CC-BY-NC 4.0."
 
 
@@ -39,16 +39,12 @@ class KnownWeights:
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
-        """The weights' data config, with timm's keys: what ``model.pretrained_cfg`` holds after loading them."""
-        return {
-            "name": self.name,
-            "url": self.url,
-            "license": self.license,
-            "input_size": (3, 224, 224),
-            "interpolation": "bicubic",
-            "mean": _IMAGENET_MEAN,
-            "std": _IMAGENET_STD,
-        }
+        """The weights' data config, with timm's keys: what ``model.pretrained_cfg`` holds after loading them.
+
+        Every published MAE weight was trained on ImageNet at 224 px with the official recipe: its defaults.
+        """
+        recipe = default_pretrained_cfg(MAEConfig(img_size=224))
+        return {"name": self.name, "url": self.url, "license": self.license, **recipe}
 
 
 KNOWN_WEIGHTS: tuple[KnownWeights, ...] = (

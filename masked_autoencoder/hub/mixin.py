@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..data_config import check_pretrained_cfg, resolve_pretrained_cfg
 from .files import HubOptions
 from .pretrained import load_into, load_model
 from .saving import SavedModel, push_checkpoint, save_checkpoint
@@ -23,6 +26,23 @@ class PretrainedMixin:
 
     config: MAEConfig
     checkpoint_rules: CheckpointRules
+    _pretrained_cfg: dict[str, Any] | None = None  # as assigned or loaded; None: the defaults
+
+    @property
+    def pretrained_cfg(self) -> Mapping[str, Any]:
+        """What the weights expect as input, with timm's keys (:mod:`masked_autoencoder.data_config`): ``mean``,
+        ``std``, ``interpolation``, ``crop_pct``, ``input_size`` (C, H, W, always the model's own) and, for
+        published weights, ``name``, ``url`` and ``license``.
+
+        The values loaded weights record (the known table for published ones, a timm or our config.json),
+        else the official recipe's defaults. Read-only view: assign a whole dict to change it (validated,
+        completed with the defaults); ``save_pretrained`` writes it and ``from_pretrained`` restores it.
+        """
+        return MappingProxyType(resolve_pretrained_cfg(self._pretrained_cfg, self.config))
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, cfg: Mapping[str, Any] | None) -> None:
+        self._pretrained_cfg = None if cfg is None else check_pretrained_cfg(cfg, self.config)
 
     @property
     def checkpoint_options(self) -> dict[str, Any]:
@@ -134,4 +154,6 @@ class PretrainedMixin:
 
     def _saved(self) -> SavedModel:
         state_dict = self.state_dict()  # type: ignore[attr-defined]
-        return SavedModel(state_dict, self.config, type(self).__name__, self.checkpoint_options)
+        return SavedModel(
+            state_dict, self.config, type(self).__name__, self.checkpoint_options, dict(self.pretrained_cfg)
+        )

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..config import MAEConfig, split_config_fields
+from ..data_config import resolve_pretrained_cfg
 from .cache_paths import cached_repo_id
 from .files import HubOptions, locate, read_weights
 from .formats import Checkpoint, to_checkpoint
@@ -67,7 +68,7 @@ def load_model(
     state = {key: tensor.to(map_location, copy=not mmap) for key, tensor in plan.state_dict.items()}
     # assign: the checkpoint's tensors (mapped pages, with mmap) become the parameters, without a copy.
     model.load_state_dict(state, strict=plan.complete, assign=True)
-    model.pretrained_cfg = checkpoint.pretrained_cfg
+    model.pretrained_cfg = resolve_pretrained_cfg(checkpoint.pretrained_cfg, model.config)
     report(plan, checkpoint.source)
     # Complete: every tensor was just assigned on map_location. Otherwise fresh ones are still on the CPU.
     return (model if plan.complete else model.to(map_location)).eval()
@@ -92,4 +93,5 @@ def load_into(
         checkpoint, model.state_dict(), config, rules, strict=strict, interpolate_sincos=interpolate_sincos
     )
     model.load_state_dict(plan.state_dict, strict=plan.complete)
+    model.pretrained_cfg = resolve_pretrained_cfg(checkpoint.pretrained_cfg, config)
     report(plan, checkpoint.source)

@@ -28,6 +28,8 @@ class SavedModel:
     model_class: str
     options: dict[str, Any]
     """The model's ``checkpoint_options`` (a classifier's head and pooling), written beside the config."""
+    pretrained_cfg: dict[str, Any]
+    """What the weights expect as input (the model's ``pretrained_cfg``), written beside the config."""
 
 
 def save_checkpoint(model: SavedModel, directory: str | Path) -> Path:
@@ -36,7 +38,9 @@ def save_checkpoint(model: SavedModel, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {key: tensor.detach().contiguous().cpu() for key, tensor in model.state_dict.items()}
     save_file(tensors, directory / SAFETENSORS_FILE, metadata={"format": "pt"})
-    text = json.dumps(our_config_json(model.config, model.model_class, model.options), indent=2, sort_keys=True)
+    text = json.dumps(
+        our_config_json(model.config, model.model_class, model.options, model.pretrained_cfg), indent=2, sort_keys=True
+    )
     (directory / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
     return directory
 
