@@ -1,4 +1,5 @@
-"""2-D position embeddings: the fixed sin-cos table for any (h, w) patch grid, and the resize of learned tables."""
+"""Position embeddings: the fixed sin-cos tables for any (h, w) patch grid or (T', h, w) tubelet grid, and the
+resize of learned tables."""
 
 from __future__ import annotations
 
@@ -29,11 +30,9 @@ def sincos_pos_embed_2d(
     """
     require(isinstance(dim, int) and dim > 0 and dim % 4 == 0, "dim", repr(dim), "a positive multiple of 4")
     grid_h, grid_w = to_pair(grid_size, "grid_size")
-    device = torch.get_default_device() if device is None else torch.device(device)
+    work, device = _work_dtype(device)
     if device.type == "meta":  # a model built for loading: shapes only (the math on meta costs ~4 ms a table)
         return torch.empty(grid_h * grid_w + int(cls_token), dim, device=device, dtype=dtype)
-    # float64 as the official numpy code; MPS has no float64.
-    work = torch.float32 if device.type == "mps" else torch.float64
     quarter = dim // 4
     omega = 1.0 / _TEMPERATURE ** (torch.arange(quarter, device=device, dtype=work) / quarter)
     rows, cols = torch.meshgrid(
@@ -46,6 +45,54 @@ def sincos_pos_embed_2d(
     if cls_token:
         table = torch.cat([table.new_zeros(1, dim), table], dim=0)
     return table.to(dtype)
+
+
+def sincos_pos_embed_flat(
+    dim: int, length: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """VideoMAE's table: 1-D sin-cos over the flattened token index, whatever the grid. Returns (length, dim).
+
+    Token n gets ``sin(n * w_k)`` at dim 2k and ``cos(n * w_k)`` at dim 2k + 1 (interleaved, as the
+    Transformer's), ``w_k = 10000 ** (-2k / dim)``; computed in float64, then cast.
+    """
+    require(isinstance(dim, int) and dim > 0 and dim % 2 == 0, "dim", repr(dim), "a positive even int")
+    work, device = _work_dtype(device)
+    omega = 1.0 / _TEMPERATURE ** (torch.arange(0, dim, 2, device=device, dtype=work) / dim)
+    angle = torch.outer(torch.arange(length, device=device, dtype=work), omega)
+    return torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(length, dim).to(dtype)
+
+
+def sincos_pos_embed_3d(
+    dim: int,
+    grid_size: tuple[int, int, int],
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """A separable space-time table for a (T', h, w) tubelet grid: time and space each in their own dims.
+
+    Returns (T'*h*w, dim), tubelets (t, h, w) row-major. The first dim/4 dims are a 1-D sin-cos of the time
+    slot (sines, then cosines), the other 3*dim/4 the official 2-D table (:func:`sincos_pos_embed_2d`) of the
+    patch's place in its frame: every time slot sees the same spatial code, as the space-time MAE's separate
+    spatial and temporal embeddings do (there learned and summed; here fixed and side by side).
+    """
+    require(isinstance(dim, int) and dim > 0 and dim % 16 == 0, "dim", repr(dim), "a positive multiple of 16")
+    frames, height, width = grid_size
+    time_dim = dim // 4
+    work, device = _work_dtype(device)
+    omega = 1.0 / _TEMPERATURE ** (torch.arange(time_dim // 2, device=device, dtype=work) / (time_dim // 2))
+    angle = torch.outer(torch.arange(frames, device=device, dtype=work), omega)
+    time = torch.cat([angle.sin(), angle.cos()], dim=1)  # (T', dim/4)
+    space = sincos_pos_embed_2d(dim - time_dim, (height, width), device=device, dtype=work)  # (h*w, 3*dim/4)
+    table = torch.cat([time[:, None].expand(-1, height * width, -1), space[None].expand(frames, -1, -1)], dim=-1)
+    return table.reshape(frames * height * width, dim).to(dtype)
+
+
+def _work_dtype(device: torch.device | str | None) -> tuple[torch.dtype, torch.device]:
+    """float64 for computing tables, as the official numpy code (float32 on MPS, which has none), and the device
+    (default: torch's default device)."""
+    device = torch.get_default_device() if device is None else torch.device(device)
+    return (torch.float32 if device.type == "mps" else torch.float64), device
 
 
 def position_table_for_grid(stored: torch.Tensor, stored_grid: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
