@@ -21,6 +21,7 @@ def test_public_api_is_exactly_all():
         "checkpoint_rules",
         "classifier",
         "config",
+        "data_config",
         "encoder",
         "factory",
         "hub",
