@@ -28,6 +28,9 @@ class CheckpointRules:
     """Key prefixes of checkpoints the model has no place for by design (a decoder, for an encoder): dropped."""
     settings: tuple[str, ...] = ()
     """Config fields that change what the weights compute: a checkpoint that records another value is refused."""
+    shapes: tuple[str, ...] = ()
+    """Config fields that set the shapes of the weights: a checkpoint that records other values cannot load, even
+    with ``strict=False``; the refusal names them with the disagreeing ``settings``."""
     foreign: tuple[str, ...] = ()
     """Key prefixes that mark a checkpoint of another kind, which the model refuses (with ``foreign_hint``)."""
     foreign_hint: str = ""

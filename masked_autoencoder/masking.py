@@ -18,7 +18,7 @@ class MaskingArgs(TypedDict, total=False):
     noise: torch.Tensor | None
     """(B, L) scores of the caller's own, the K lowest kept (the official random shuffle)."""
     mask: torch.Tensor | None
-    """(B, L) bool, True = removed, the same count in every row."""
+    """(B, L) bool, True = removed, or 0 / 1 floats as a model's ``out.mask``; the same count in every row."""
     generator: torch.Generator | None
     """For reproducible draws."""
     masking: MaskingStrategy | None
@@ -42,7 +42,7 @@ def num_kept(num_patches: int, mask_ratio: float | torch.Tensor) -> Any:
     """K = int(L * (1 - mask_ratio)): truncation, as in the official code; a (B,) ratio gives a (B,) int64 K."""
     if isinstance(mask_ratio, torch.Tensor):  # float64, as Python computes it for a single ratio
         return (num_patches * (1 - mask_ratio.double())).long()
-    return int(num_patches * (1 - mask_ratio))
+    return torch.sym_int(num_patches * (1 - mask_ratio))  # int() of a traced size would fix it to one value
 
 
 def kept_slots(mask: torch.Tensor, slots: int) -> torch.Tensor:
@@ -67,8 +67,9 @@ class MaskingStrategy(nn.Module):
     every image (the encoder's batch is rectangular). A strategy implements :meth:`scores`: a (B, L)
     score per patch, the K lowest kept. Every strategy also takes, per call, ``mask_ratio``, a
     ``generator`` for reproducible draws, ``noise`` (B, L) scores of the caller's own (the official
-    random shuffle), or a boolean ``mask`` (B, L), True = removed, with the same number of removed
-    patches in every row (the kept tokens then stay in image order). A strategy with
+    random shuffle), or a ``mask`` (B, L), bool with True = removed or 0 / 1 floats as :class:`MaskingOutput`
+    returns it (any other value raises), with the same number of removed patches in every row (the kept tokens
+    then stay in image order). A strategy with
     ``per_image_ratio`` (:class:`RandomMasking`) also takes a (B,) tensor ``mask_ratio``: image b
     keeps K_b patches, and ``kept`` / ``ids_keep`` are padded to the largest K_b (padding rows of
     ``kept`` are zero; :func:`kept_slots` tells them apart). ``grid`` (h, w) is the patch
@@ -77,6 +78,8 @@ class MaskingStrategy(nn.Module):
 
     per_image_ratio: ClassVar[bool] = False
     """Whether the strategy takes a (B,) tensor ``mask_ratio``: its scores must not depend on the ratio."""
+    tied_scores: ClassVar[bool] = True
+    """Whether scores may tie (0 / 1 scores): they are then sorted stably, so that ties keep image order."""
 
     def __init__(self, mask_ratio: float = 0.75) -> None:
         super().__init__()
@@ -123,8 +126,7 @@ class MaskingStrategy(nn.Module):
             noise = self._scores_or_noise(tokens, grid, ratio, noise, generator)
             len_keep = self.kept_count(length, ratio)
             require(len_keep >= 1, "mask_ratio", ratio, f"a ratio that keeps at least one of the {length} patches")
-            # Stable: ties (a strategy's 0 / 1 scores) keep image order; random noise has none.
-            ids_shuffle = torch.argsort(noise, dim=1, stable=True)
+            ids_shuffle = self._shuffle(noise)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = ids_shuffle[:, :len_keep]
         # Equal to the official "ones, zero the first K, unshuffle", without a scatter.
@@ -153,12 +155,19 @@ class MaskingStrategy(nn.Module):
             expected = f"ratios in [0, 1) that keep at least one of the {length} patches"
             fail("mask_ratio", ratios.tolist(), expected)
         noise = self._scores_or_noise(tokens, grid, ratios, noise, generator)
-        ids_shuffle = torch.argsort(noise, dim=1, stable=True)
+        ids_shuffle = self._shuffle(noise)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = ids_shuffle[:, :most]
         removed = (ids_restore >= len_keep[:, None]).to(tokens.dtype)
         kept = gather_tokens(tokens, ids_keep).masked_fill(~kept_slots(removed, ids_keep.shape[1])[..., None], 0)
         return MaskingOutput(kept, removed, ids_restore, ids_keep)
+
+    def _shuffle(self, scores: torch.Tensor) -> torch.Tensor:
+        """The order of the patches, lowest score first. (B, L) -> (B, L) int64."""
+        if self.tied_scores:  # a strategy's 0 / 1 scores: ties keep image order
+            return torch.argsort(scores, dim=1, stable=True)
+        # The official (unstable) argsort of noise; ONNX has no stable sort to export it with.
+        return torch.argsort(scores, dim=1)
 
     def _scores_or_noise(
         self,
@@ -185,11 +194,12 @@ class RandomMasking(MaskingStrategy):
     """
 
     per_image_ratio = True
+    tied_scores = False
 
     def scores(
         self, batch: int, grid: tuple[int, int], mask_ratio: float, *, device: torch.device, generator: Any
     ) -> torch.Tensor:
-        return torch.rand(batch, grid[0] * grid[1], device=device, generator=generator)
+        return torch.rand(batch, grid[0] * grid[1], **_draw_options(device, generator))
 
 
 class GridMasking(MaskingStrategy):
@@ -219,7 +229,7 @@ class GridMasking(MaskingStrategy):
             mask_ratio == self.mask_ratio, "mask_ratio", mask_ratio, f"{self.mask_ratio} for a stride-{stride} grid"
         )
         require(grid[0] % stride == 0 and grid[1] % stride == 0, "grid", grid, f"sides that are multiples of {stride}")
-        offsets = torch.randint(stride, (batch, 2, 1), device=device, generator=generator)
+        offsets = torch.randint(stride, (batch, 2, 1), **_draw_options(device, generator))
         rows = torch.arange(grid[0], device=device) % stride != offsets[:, 0]  # (B, h): True where removed
         cols = torch.arange(grid[1], device=device) % stride != offsets[:, 1]  # (B, w)
         return (rows[:, :, None] | cols[:, None, :]).flatten(1).float()
@@ -254,7 +264,7 @@ class BlockMasking(MaskingStrategy):
         to_remove = length - self.kept_count(length, mask_ratio)
         # Enough draws that the union almost surely reaches the count; any shortfall is taken row by row.
         draws = max(1, math.ceil(4 * to_remove / self.min_block))
-        area, log_aspect, top, left = torch.rand(4, draws, batch, 1, device=device, generator=generator)
+        area, log_aspect, top, left = torch.rand(4, draws, batch, 1, **_draw_options(device, generator))
         area = self.min_block + area * max(to_remove - self.min_block, 0)
         aspect = torch.exp(math.log(self.min_aspect) * (1 - 2 * log_aspect))
         block_h = (area * aspect).sqrt().round().clamp(1, height)
@@ -272,16 +282,30 @@ class BlockMasking(MaskingStrategy):
 
 
 def _order_from_mask(mask: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """A shuffle that puts the kept patches first, in image order, and the number kept."""
-    _check_per_patch(mask, "mask", tokens, "dtype torch.bool (True = removed)", _is_bool)
+    """A shuffle that puts the kept patches first, in image order, and the number kept.
+
+    ``mask`` (B, L): bool, or floating with 0 / 1 values as models return it (``MAEOutput.mask``); 1 = removed.
+    """
+    _check_per_patch(mask, "mask", tokens, _MASK_DTYPES, _is_mask_dtype)
     batch, length = mask.shape
     require(batch > 0, "mask", describe(mask), "a mask of at least one row (an empty batch removes no set number)")
-    counts = mask.sum(dim=1).unique().tolist()  # a data-dependent length: one sync, for user masks only
-    if len(counts) != 1:
-        fail("mask", f"rows removing {counts} patches", "the same number of removed patches in every row")
-    len_keep = length - int(counts[0])
+    removed = mask.bool()
+    counts = removed.sum(dim=1)
+    not_binary = ((mask != 0) & (mask != 1)).any()  # never for a bool mask
+    # A data-dependent length: one sync, for user masks only, that carries the checks too.
+    fewest, most, bad = torch.stack([counts.min(), counts.max(), not_binary.long()]).tolist()
+    require(not bad, "mask", f"a {mask.dtype} mask with values other than 0 and 1", _MASK_DTYPES)
+    if fewest != most:
+        fail("mask", f"rows removing {fewest} to {most} patches", "the same number of removed patches in every row")
+    len_keep = length - int(most)
     require(len_keep >= 1, "mask", f"a mask removing all {length} patches", "a mask that keeps at least one patch")
-    return torch.argsort(mask.to(torch.uint8), dim=1, stable=True), len_keep
+    return torch.argsort(removed.to(torch.uint8), dim=1, stable=True), len_keep
+
+
+def _draw_options(device: torch.device, generator: torch.Generator | None) -> dict[str, Any]:
+    """The keywords of a random draw: ``generator`` only where one is given, as torch.export traces symbolic sizes
+    through ``torch.rand(...)`` but not through its ``generator=`` overload, even with None."""
+    return {"device": device} if generator is None else {"device": device, "generator": generator}
 
 
 def _grid_of(length: int, grid: tuple[int, int] | None) -> tuple[int, int]:
@@ -293,8 +317,11 @@ def _grid_of(length: int, grid: tuple[int, int] | None) -> tuple[int, int]:
     return grid
 
 
-def _is_bool(tensor: torch.Tensor) -> bool:
-    return tensor.dtype == torch.bool
+_MASK_DTYPES = "dtype torch.bool (True = removed) or a floating dtype holding 0 / 1 (1 = removed)"
+
+
+def _is_mask_dtype(tensor: torch.Tensor) -> bool:
+    return tensor.dtype == torch.bool or tensor.is_floating_point()
 
 
 def _check_per_patch(

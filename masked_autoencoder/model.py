@@ -34,11 +34,16 @@ class MAEOutput:
     pred: torch.Tensor
     """(B, L, P*P*C): predicted pixels (or normalized pixels) of every patch, image order."""
     mask: torch.Tensor
-    """(B, L): 1 where a patch was removed."""
+    """(B, L), per patch, dtype of the images: 1 where a patch was removed, 0 where kept (``Reconstruction.mask``
+    is the same per pixel). Accepted back as ``mask=``."""
     ids_restore: torch.Tensor
     """(B, L): undoes the masking shuffle."""
     latent: torch.Tensor
     """(B, 1 + K, D): the encoder's output, class token first."""
+
+
+# A pytree node for torch.export (and torch.compile): an exported MAE returns an MAEOutput, as in eager.
+torch.export.register_dataclass(MAEOutput, serialized_type_name="masked_autoencoder.MAEOutput")
 
 
 class MaskedAutoencoderViT(MAEEncoder):
@@ -81,6 +86,7 @@ class MaskedAutoencoderViT(MAEEncoder):
             position_tables=(*rules.position_tables, "decoder_pos_embed"),
             unused=(),
             settings=(*rules.settings, "decoder_num_heads", "norm_pix_loss"),
+            shapes=(*rules.shapes, "decoder_embed_dim", "decoder_depth"),
             pixel_outputs=("decoder_pred.weight", "decoder_pred.bias"),
         )
 
@@ -133,7 +139,7 @@ class MaskedAutoencoderViT(MAEEncoder):
         """Mask, encode, decode and score a batch. imgs: (B, C, H, W) -> :class:`MAEOutput`.
 
         Masking arguments as :class:`MaskingStrategy`: ``mask_ratio`` (default: the strategy's), and the
-        keywords of :class:`MaskingArgs`: ``noise`` (B, L) for the official shuffle, a boolean ``mask``
+        keywords of :class:`MaskingArgs`: ``noise`` (B, L) for the official shuffle, a ``mask``
         (B, L), or a ``generator``; ``masking`` replaces the model's strategy (``model.masking``) for this call. A (B,)
         ``mask_ratio`` gives each image its own ratio (see :meth:`forward_encoder`).
         """

@@ -25,7 +25,7 @@ class Reconstruction(NamedTuple):
     pasted: torch.Tensor
     """The prediction for the removed patches, the input's own pixels for the visible ones."""
     mask: torch.Tensor
-    """(B, 1, H, W): 1 on removed patches."""
+    """(B, 1, H, W), per pixel: 1 on the pixels of removed patches (``MAEOutput.mask`` says it per patch, (B, L))."""
 
 
 @torch.no_grad()
@@ -39,7 +39,9 @@ def reconstruct(
 ) -> Reconstruction:
     """Mask, predict and reassemble images. imgs: (B, C, H, W) -> :class:`Reconstruction`.
 
-    Masking arguments (``mask_ratio`` and :class:`MaskingArgs`) as in :class:`MaskedAutoencoderViT`.
+    Masking arguments as the model's forward takes them: ``mask_ratio`` and :class:`MaskingArgs` (``noise``,
+    ``mask`` (B, L), bool or a model's 0 / 1 float ``out.mask``, ``generator``, and ``masking``, a strategy for this
+    call such as ``GridMasking()``).
     When the model predicts per-patch normalized pixels (``config.norm_pix_loss``), a prediction says
     nothing of a patch's own mean and variance, which were hidden: each patch is mapped back to pixels
     with the mean and the standard deviation averaged over the *visible* patches of its image (their

@@ -110,6 +110,7 @@ class VisionTransformer(PretrainedMixin, nn.Module):
             position_tables=("pos_embed",),
             learned_tables=("pos_embed",) if self.learned_position_table else (),
             settings=("num_heads", "layer_norm_eps"),
+            shapes=("embed_dim", "depth", "mlp_ratio"),
             fresh=tuple(f"blocks.{index}.attn.rel_pos_" for index in range(len(self.blocks)) if self.rel_pos),
             input_filters=("patch_embed.proj.weight",),
             foreign=HEAD_PREFIXES,

@@ -275,7 +275,9 @@ def test_load_pretrained_refuses_a_checkpoint_of_another_width_and_changes_nothi
     model = MAEViTClassifier(TINY.replace(embed_dim=64), num_classes=10)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     folder = tiny_model().save_pretrained(tmp_path / "tiny")
-    with pytest.raises(ValueError, match=r"the checkpoint's encoder is 32 wide, the model's 64 \(embed_dim\)"):
+    with pytest.raises(
+        ValueError, match=r"records other settings than the model's: embed_dim: checkpoint 32, model 64\. "
+    ):
         model.load_pretrained(folder)
     assert_same_tensors(model.state_dict(), before)
 
@@ -355,3 +357,82 @@ def test_the_loading_rules_follow_the_model_s_norms_not_its_construction_argumen
     assert "norm." in rules.unused and rules.fresh == ("head.", "fc_norm.")
     token = classifier(global_pool=False)
     assert "norm." not in token.checkpoint_rules.unused and token.checkpoint_rules.fresh == ("head.",)
+
+
+# --- from_model: an in-memory model converted with exactly the rules of save_pretrained + from_pretrained ---------
+
+
+def _both_routes(cls, source, tmp_path, **kwargs):
+    """``cls.from_model(source, **kwargs)`` and ``cls.from_pretrained(source.save_pretrained(...), **kwargs)``, from
+    the same random state (a fresh head draws from it)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        in_memory = cls.from_model(source, **kwargs)
+    folder = source.save_pretrained(tmp_path / "saved")
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        on_disk = cls.from_pretrained(folder, **kwargs)
+    return in_memory, on_disk
+
+
+def _trained_classifier() -> MAEViTClassifier:
+    model = MAEViTClassifier(TINY, num_classes=4, global_pool=False)
+    torch.nn.init.normal_(model.head.weight)  # a head that differs from any fresh one
+    model.pretrained_cfg = {"mean": (0.1, 0.2, 0.3), "std": (0.5, 0.5, 0.5), "crop_pct": 1.0}
+    return model
+
+
+@pytest.mark.parametrize(
+    ("cls", "source", "kwargs"),
+    [
+        (MAEViTClassifier, tiny_model, {"num_classes": 10}),
+        (MAEViTClassifier, tiny_model, {"num_classes": 3, "img_size": 48, "drop_path_rate": 0.1}),
+        (MAEViTClassifier, tiny_model, {"global_pool": False, "interpolate_sincos": True, "img_size": 64}),
+        (MAEViTClassifier, tiny_encoder, {}),
+        (MAEViTClassifier, _trained_classifier, {}),
+        (MAEViTClassifier, _trained_classifier, {"num_classes": 7}),
+        (MAEEncoder, tiny_model, {"img_size": 48}),
+        (MaskedAutoencoderViT, tiny_encoder, {"strict": False}),
+    ],
+)
+def test_from_model_equals_save_pretrained_then_from_pretrained_bit_for_bit(tmp_path, cls, source, kwargs):
+    in_memory, on_disk = _both_routes(cls, source(), tmp_path, **kwargs)
+    assert type(in_memory) is type(on_disk) is cls
+    assert in_memory.config == on_disk.config
+    assert in_memory.checkpoint_options == on_disk.checkpoint_options
+    assert dict(in_memory.pretrained_cfg) == dict(on_disk.pretrained_cfg)
+    assert not in_memory.training and not on_disk.training
+    assert_same_tensors(in_memory.state_dict(), on_disk.state_dict())
+
+
+def test_from_model_refuses_what_from_pretrained_refuses_with_the_same_message(tmp_path):
+    mae = tiny_model()
+    folder = mae.save_pretrained(tmp_path / "saved")
+    encoder = tiny_encoder()
+    encoder_folder = encoder.save_pretrained(tmp_path / "encoder")
+    cases = [
+        (MAEViTClassifier, mae, folder, {"embed_dim": 64}),
+        (MaskedAutoencoderViT, encoder, encoder_folder, {}),  # encoder-only weights, strict
+        (MaskedAutoencoderViT, _trained_classifier(), None, {}),  # a fine-tuned classifier is no MAE
+        (MaskedAutoencoderViT, mae, folder, {"interpolate_sincos": True}),
+    ]
+    for cls, source, saved, kwargs in cases:
+        saved = source.save_pretrained(tmp_path / "other") if saved is None else saved
+        with pytest.raises(ValueError) as on_disk:
+            cls.from_pretrained(saved, **kwargs)
+        with pytest.raises(ValueError) as in_memory:
+            cls.from_model(source, **kwargs)
+        expected = str(on_disk.value).replace(str(saved), f"the in-memory {type(source).__name__}")
+        assert str(in_memory.value) == expected
+
+
+def test_from_model_copies_the_weights_and_takes_a_model_of_this_library_only():
+    mae = tiny_model()
+    before = {key: tensor.clone() for key, tensor in mae.state_dict().items()}
+    classifier = MAEViTClassifier.from_model(mae, num_classes=2)
+    with torch.no_grad():
+        for parameter in classifier.parameters():
+            parameter.add_(1.0)
+    assert_same_tensors(mae.state_dict(), before)
+    with pytest.raises(ValueError, match=r"^model must be a model of this library .*, got Linear$"):
+        MAEViTClassifier.from_model(torch.nn.Linear(2, 2))

@@ -244,6 +244,21 @@ def test_a_name_that_is_neither_a_path_nor_a_repo_id_is_named(tmp_path):
         MaskedAutoencoderViT.from_pretrained("org/name/extra", cache_dir=tmp_path)
 
 
+@pytest.mark.parametrize("name", ["my.pth", "./weights", "runs/pretrain/model.safetensors", "../mae", "folder.v2"])
+def test_a_missing_local_file_is_named_as_one_not_as_a_hub_repo(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    expected = rf"^'{re.escape(name)}' looks like a local file, but there is no file or folder at .*'org/name'\)$"
+    with pytest.raises(FileNotFoundError, match=expected):
+        MaskedAutoencoderViT.from_pretrained(name, cache_dir=tmp_path)
+
+
+def test_a_missing_official_file_says_where_to_download_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = "https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_large.pth"
+    with pytest.raises(FileNotFoundError, match=rf"no file or folder at {tmp_path}.* is published at {url}; download"):
+        MaskedAutoencoderViT.from_pretrained("mae_visualize_vit_large.pth")
+
+
 def test_hub_unavailable_status_is_reported_without_retries(tmp_path, monkeypatch, caplog):
     with _hub_server(_hub_error(503, "ServiceUnavailable")) as address:
         _online_against(monkeypatch, address, connect=True)
@@ -463,7 +478,7 @@ def test_pickles_that_would_run_code_are_refused_and_never_run(tmp_path, file):
 def test_failed_load_pretrained_leaves_the_model_unchanged(tmp_path, bad):
     model = tiny_model(seed=1)
     before = {key: tensor.clone() for key, tensor in model.state_dict().items()}
-    with pytest.raises(ValueError, match="does not (fit|match) the model"):
+    with pytest.raises(ValueError, match="does not (fit|match) the model|records other settings than the model"):
         model.load_pretrained(bad(tmp_path), strict=True)
     assert_same_tensors(model.state_dict(), before)
 

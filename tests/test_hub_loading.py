@@ -213,6 +213,19 @@ def test_load_pretrained_refuses_recorded_settings_that_contradict_the_model(tmp
     assert model.config == TINY.replace(**change)
 
 
+def test_load_pretrained_into_another_width_names_every_disagreeing_setting_even_when_not_strict(tmp_path):
+    folder = tiny_model().save_pretrained(tmp_path / "saved")
+    change = {"embed_dim": 64, "decoder_depth": 2, "num_heads": 8, "norm_pix_loss": True}
+    model = tiny_model(TINY.replace(**change), seed=1)
+    message = (
+        "embed_dim: checkpoint 32, model 64; decoder_depth: checkpoint 1, model 2; num_heads: checkpoint 4, model 8; "
+        "norm_pix_loss: checkpoint False, model True. Its weights have other shapes: load it with from_pretrained"
+    )
+    for strict in (True, False):
+        with pytest.raises(ValueError, match=f"records other settings than the model's: {re.escape(message)}"):
+            model.load_pretrained(folder, strict=strict)
+
+
 def test_load_pretrained_checks_only_what_a_checkpoint_records(tmp_path):
     # An official encoder file records no heads, eps or target: the model's own are taken.
     path = tmp_path / "weights.pth"

@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import TINY
 from hub_cache import add_to_cache, assert_same_tensors, encoder_part, read_folder, tiny_model, write_folder
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, constants
+from huggingface_hub.errors import HFValidationError
 
 import masked_autoencoder
 from masked_autoencoder import MAEEncoder, MaskedAutoencoderViT
@@ -163,3 +164,37 @@ def test_socket_guard_fails_any_real_connection(no_network):
         socket.create_connection(("127.0.0.1", 9), timeout=1)
     assert no_network == [("127.0.0.1", 9)]
     no_network.clear()  # recorded attempts fail the test at teardown
+
+
+def test_push_to_hub_offline_says_uploads_are_off_and_how_to_upload_later():
+    # conftest sets HF_HUB_OFFLINE=1: huggingface_hub refuses before any connection.
+    expected = (
+        r"^cannot upload to Hub repo 'me/tiny-mae': uploads are off \(HF_HUB_OFFLINE=1\)\. To fix: unset "
+        r"HF_HUB_OFFLINE; or save_pretrained\(folder\) now and upload that folder later "
+        r"\(hf upload me/tiny-mae FOLDER\)$"
+    )
+    with pytest.raises(ConnectionError, match=expected):
+        tiny_model().push_to_hub("me/tiny-mae")
+
+
+def test_push_to_hub_to_an_unreachable_hub_says_so(monkeypatch):
+    def refused(self, repo_id, **kwargs):
+        raise ConnectionRefusedError("[Errno 111] Connection refused\nmore advice")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(HfApi, "create_repo", refused)
+    expected = (
+        r"^cannot upload to Hub repo 'me/tiny-mae': the Hub \(https://.*\) could not be reached "
+        r"\(ConnectionRefusedError: \[Errno 111\] Connection refused\)\. To fix: run where the Hub can be reached"
+    )
+    with pytest.raises(ConnectionError, match=expected):
+        tiny_model().push_to_hub("me/tiny-mae")
+
+
+def test_push_to_hub_passes_on_what_the_hub_answers(monkeypatch):
+    def refused(self, repo_id, **kwargs):
+        raise HFValidationError("Repo id must be in the form 'repo_name' or 'namespace/repo_name'")
+
+    monkeypatch.setattr(HfApi, "create_repo", refused)
+    with pytest.raises(HFValidationError, match="Repo id must be"):
+        tiny_model().push_to_hub("me/bad//name")

@@ -23,6 +23,14 @@ def test_loss_is_mean_squared_error_over_removed_patches_only():
     assert torch.equal(mae_loss(pred + (1 - mask)[..., None] * 5, target, mask), mae_loss(pred, target, mask))
 
 
+@pytest.mark.parametrize("norm_pix_loss", [False, True])
+def test_a_boolean_mask_gives_the_loss_of_the_float_mask(norm_pix_loss):
+    pred, target = torch.randn(2, 5, 6), torch.randn(2, 5, 6)
+    mask = torch.tensor([[True, False, True, False, False], [False, True, True, True, False]])
+    expected = mae_loss(pred, target, mask.float(), norm_pix_loss=norm_pix_loss)
+    assert torch.equal(mae_loss(pred, target, mask, norm_pix_loss=norm_pix_loss), expected)
+
+
 def test_normalized_pixel_target_uses_each_patch_mean_and_unbiased_variance():
     target = torch.randn(2, 3, 8) * 3 + 1
     n = target.shape[-1]

@@ -76,6 +76,23 @@ def test_caller_mask_keeps_unmasked_patches_in_image_order():
     assert torch.equal(torch.gather(out.ids_restore, 1, out.ids_keep), torch.arange(3).expand(2, -1))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_a_float_mask_of_zeros_and_ones_means_what_the_boolean_mask_means(dtype):
+    tokens = torch.randn(3, 16, 4)
+    mask = torch.rand(3, 16, generator=torch.Generator().manual_seed(0)).argsort(dim=1) < 12
+    from_bool = RandomMasking()(tokens, mask=mask)
+    from_float = RandomMasking()(tokens, mask=mask.to(dtype))
+    for got, expected in zip(from_float, from_bool, strict=True):
+        assert torch.equal(got, expected)
+
+
+def test_a_models_output_mask_is_accepted_back_as_its_mask(tiny_model, images):
+    first = tiny_model(images)
+    again = tiny_model(images, mask=first.mask)
+    assert torch.equal(again.mask, first.mask)
+    assert torch.equal(again.pred, tiny_model(images, mask=first.mask.bool()).pred)
+
+
 def test_mask_dtype_follows_the_tokens():
     assert RandomMasking()(torch.randn(1, 8, 2, dtype=torch.float64)).mask.dtype == torch.float64
 
@@ -91,7 +108,14 @@ def test_mask_dtype_follows_the_tokens():
         ),
         ({"noise": torch.rand(2, 16, device="meta")}, "noise must be .* on cpu, got .* on meta"),
         ({"noise": [0.1] * 16}, "noise must be .*, got a list"),
-        ({"mask": torch.ones(2, 16)}, r"mask must be a \(2, 16\) tensor of dtype torch.bool"),
+        ({"mask": torch.ones(2, 16, dtype=torch.int64)}, r"mask must be a \(2, 16\) tensor of dtype torch.bool"),
+        ({"mask": torch.ones(2, 16)}, "mask must be a mask that keeps at least one patch, got a mask removing all 16"),
+        (
+            {"mask": torch.full((2, 16), 0.5)},
+            r"mask must be dtype torch.bool \(True = removed\) or a floating dtype holding 0 / 1 \(1 = removed\), "
+            "got a torch.float32 mask with values other than 0 and 1",
+        ),
+        ({"mask": torch.full((2, 16), float("nan"))}, "got a torch.float32 mask with values other than 0 and 1"),
         ({"mask": torch.ones(2, 8, dtype=torch.bool)}, r"mask must be a \(2, 16\) tensor"),
         (
             {"mask": torch.arange(32).reshape(2, 16) < 9},

@@ -125,7 +125,7 @@ def test_non_square_patches_work(tiny_config):
         (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), {}, "imgs must be a floating-point tensor"),
         (torch.randn(2, 3, 32, 32), {"mask_ratio": 1.0}, r"mask_ratio must be a number in \[0, 1\)"),
         (torch.randn(2, 3, 32, 32), {"noise": torch.rand(2, 17)}, r"noise must be a \(2, 16\) tensor"),
-        (torch.randn(2, 3, 32, 32), {"mask": torch.ones(2, 16)}, "mask must be .* dtype torch.bool"),
+        (torch.randn(2, 3, 32, 32), {"mask": torch.ones(2, 16, dtype=torch.int32)}, "mask must be .* dtype torch.bool"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(tiny_model, imgs, kwargs, message):

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from masked_autoencoder import MaskedAutoencoderViT, normalized_pixels, patchify, reconstruct, unpatchify
+from masked_autoencoder import GridMasking, MaskedAutoencoderViT, normalized_pixels, patchify, reconstruct, unpatchify
 
 
 def test_visible_patches_are_pasted_back_and_removed_ones_filled(tiny_model, images):
@@ -43,3 +43,18 @@ def test_reconstruct_runs_without_gradients(tiny_model, images):
 def test_reconstruct_validates_images(tiny_model):
     with pytest.raises(ValueError, match="imgs must be"):
         reconstruct(tiny_model, torch.randn(1, 3, 30, 32))
+
+
+def test_reconstruct_takes_back_a_models_float_mask(tiny_model, images):
+    out = tiny_model(images)
+    again = reconstruct(tiny_model, images, mask=out.mask)
+    assert torch.equal(again.reconstruction, unpatchify(tiny_model(images, mask=out.mask.bool()).pred, 8, 4))
+    assert torch.equal(patchify(again.mask.expand(-1, 3, -1, -1), 8)[..., 0], out.mask)
+
+
+def test_reconstruct_takes_a_masking_strategy_for_the_call(tiny_model, images):
+    generator = torch.Generator().manual_seed(3)
+    out = reconstruct(tiny_model, images, masking=GridMasking(), generator=generator)
+    per_patch = patchify(out.mask.expand(-1, 3, -1, -1), 8)[..., 0].reshape(2, 2, 2, 2, 2)  # (B, h/2, 2, w/2, 2)
+    # One kept patch in every 2 x 2 square, at the same offset in all of them.
+    assert torch.equal((1 - per_patch).sum(dim=(2, 4)), torch.ones(2, 2, 2))

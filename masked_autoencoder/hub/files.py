@@ -23,6 +23,8 @@ from huggingface_hub.errors import (
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from .known_weights import OFFICIAL, known_by_file_name
+
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
 # In order of preference: safetensors needs no unpickling at all.
@@ -75,7 +77,28 @@ def locate(name_or_path: str | Path, hub: HubOptions) -> CheckpointFiles:
             raise FileNotFoundError(f"{path} holds none of the weight files {list(WEIGHT_FILES)}")
         config_path = path / CONFIG_FILE
         return CheckpointFiles(str(name_or_path), weights, _read_json(config_path) if config_path.is_file() else None)
+    if _looks_local(str(name_or_path)):
+        raise FileNotFoundError(_no_local_file_message(str(name_or_path), path))
     return _locate_on_hub(str(name_or_path), hub)
+
+
+def _looks_local(name: str) -> bool:
+    """Whether a name that is no existing path was meant as one: a path prefix or separator no Hub repo id has,
+    a weights file's extension, or an extension without the 'org/' of a repo id (ids such as
+    'timm/vit_base_patch16_224.mae' have dots too)."""
+    if name.startswith(("./", "../", "/", "~", ".\\")) or "\\" in name:
+        return True
+    suffix = Path(name).suffix
+    return suffix in (".safetensors", ".json", *_PICKLE_SUFFIXES) or (bool(suffix) and "/" not in name)
+
+
+def _no_local_file_message(name: str, path: Path) -> str:
+    """No such local file; for an official file name, where to download it."""
+    message = f"{name!r} looks like a local file, but there is no file or folder at {path.resolve()}"
+    known = known_by_file_name(path.name)
+    if known is not None and known.family == OFFICIAL:
+        return f"{message}: {path.name} is published at {known.url}; download it there, then pass its path"
+    return f"{message} (a Hub repo is named by its id, 'org/name')"
 
 
 def _locate_on_hub(repo_id: str, hub: HubOptions) -> CheckpointFiles:
@@ -138,17 +161,31 @@ class _HubRepo:
             get_hf_file_metadata(url, token=self.hub.token, timeout=_timeout())
         except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError):
             raise  # the Hub answered
-        except HfHubHTTPError as err:
-            status = None if err.response is None else err.response.status_code
-            if status is not None and status < _SERVER_ERRORS and status != _TOO_MANY_REQUESTS:
+        except Exception as err:
+            if not hub_did_not_answer(err):
                 raise  # the Hub answered (a token it refuses, ...)
-            self.unreachable = err
-        except Exception as err:  # whatever the HTTP client raises when no answer comes (refused, timed out, ...)
             self.unreachable = err
 
     def _cached(self, filename: str) -> bool:
         cache_dir = None if self.hub.cache_dir is None else Path(self.hub.cache_dir).expanduser()
         return isinstance(try_to_load_from_cache(self.repo_id, filename, cache_dir, self.hub.revision), str)
+
+
+def hub_did_not_answer(err: Exception) -> bool:
+    """Whether an error of a Hub request means that no answer came (offline, refused, timed out, overloaded, failing),
+    rather than an answer about the repo, the file or the token."""
+    if isinstance(err, HfHubHTTPError):
+        status = None if err.response is None else err.response.status_code
+        return status is None or status >= _SERVER_ERRORS or status == _TOO_MANY_REQUESTS
+    # A bad request (a repo id huggingface_hub refuses: a ValueError) is ours; anything else the HTTP client raises
+    # (refused, timed out, offline mode: OSError and its own transport errors) means that no answer came.
+    return not isinstance(err, ValueError)
+
+
+def unreachable_reason(err: Exception) -> str:
+    """Why the Hub gave no answer, in one line: e.g. "the Hub (https://huggingface.co) could not be reached (...)"."""
+    first_line = str(err).partition("\n")[0]  # HTTP errors add lines of advice
+    return f"the Hub ({constants.ENDPOINT}) could not be reached ({type(err).__name__}: {first_line})"
 
 
 # What the Hub's answers about a repo that cannot be read mean to the user, most specific first (a gated repo is a
@@ -184,8 +221,7 @@ def _not_found_message(
         why = "downloads are off (HF_HUB_OFFLINE=1)"
         how = "run once with network access (unset HF_HUB_OFFLINE) to fill the cache; or"
     else:
-        first_line = str(unreachable).partition("\n")[0]  # HTTP errors add lines of advice
-        why = f"the Hub ({constants.ENDPOINT}) could not be reached ({type(unreachable).__name__}: {first_line})"
+        why = unreachable_reason(unreachable)
         how = (
             "run once where the Hub can be reached (HF_ENDPOINT names a mirror; HF_HUB_ETAG_TIMEOUT above "
             f"{HUB_TIMEOUT:g} s waits longer on a slow link) to fill the cache; or set HF_HUB_OFFLINE=1 and"

@@ -102,15 +102,26 @@ def plan_load(
 
 
 def check_settings(checkpoint: Checkpoint, config: MAEConfig, rules: CheckpointRules, *, strict: bool) -> None:
-    """Refuse (or with ``strict=False`` warn about) a checkpoint that records other settings than the model's."""
-    differ = [
-        f"{name}: checkpoint {checkpoint.recorded[name]!r}, model {getattr(config, name)!r}"
-        for name in rules.settings
-        if name in checkpoint.recorded and checkpoint.recorded[name] != getattr(config, name)
-    ]
-    if not differ:
+    """Refuse (or with ``strict=False`` warn about) a checkpoint that records other settings than the model's.
+
+    Every disagreeing field is named; one that sets the weights' shapes (``rules.shapes``: the width, the depth)
+    is refused even with ``strict=False``.
+    """
+
+    def differ(names: tuple[str, ...]) -> list[str]:
+        recorded = checkpoint.recorded
+        return [
+            f"{name}: checkpoint {recorded[name]!r}, model {getattr(config, name)!r}"
+            for name in names
+            if name in recorded and recorded[name] != getattr(config, name)
+        ]
+
+    shapes, settings = differ(rules.shapes), differ(rules.settings)
+    if not shapes and not settings:
         return
-    message = f"{checkpoint.source} records other settings than the model's: {'; '.join(differ)}"
+    message = f"{checkpoint.source} records other settings than the model's: {'; '.join(shapes + settings)}"
+    if shapes:
+        raise ValueError(f"{message}. Its weights have other shapes: load it with from_pretrained to get its settings.")
     if strict:
         raise ValueError(f"{message}. Load it with from_pretrained to get its settings, or pass strict=False.")
     warnings.warn(f"{message}; loaded with strict=False: the model keeps its own.", stacklevel=_caller_stacklevel())
@@ -166,7 +177,7 @@ def _check_shapes(
     """Raise unless every shared key has the model's shape, saying both widths when they differ."""
     mismatched = [
         f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
-        for key in state
+        for key in sorted(state)  # in key order, whatever the order of the file
         if key in expected and state[key].shape != expected[key].shape
     ]
     if not mismatched:

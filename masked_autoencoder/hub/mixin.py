@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -9,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._validation import require
 from ..data_config import check_pretrained_cfg, resolve_pretrained_cfg
 from .files import HubOptions
-from .pretrained import load_into, load_model
+from .pretrained import in_memory_checkpoint, load_into, load_model, read_checkpoint
 from .saving import SavedModel, push_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
@@ -88,13 +90,47 @@ class PretrainedMixin:
 
         ``interpolate_sincos`` is for models that learn their position table (``MAEViTClassifier``): see there.
         """
+        hub = HubOptions(revision, cache_dir, token)
         return load_model(
             cls,
-            name_or_path,
-            HubOptions(revision, cache_dir, token),
+            functools.partial(read_checkpoint, name_or_path, hub),
             map_location=map_location,
             strict=strict,
             mmap=mmap,
+            interpolate_sincos=interpolate_sincos,
+            kwargs=kwargs,
+        )
+
+    @classmethod
+    def from_model(
+        cls,
+        model: PretrainedMixin,
+        *,
+        map_location: str | torch.device | None = None,
+        strict: bool = True,
+        interpolate_sincos: bool = False,
+        **kwargs: Any,
+    ) -> Self:
+        """A new model of this class from another one in memory, e.g. a classifier from a pre-trained MAE.
+
+        ``MAEViTClassifier.from_model(mae, num_classes=10)`` is ``mae.save_pretrained(folder)`` then
+        ``MAEViTClassifier.from_pretrained(folder, num_classes=10)``, without the files: the same weights
+        loaded, the same ones fresh (the classifier's head and ``fc_norm``), the same errors and the same
+        keywords (config overrides such as ``img_size=``, the class's own such as ``drop_path_rate=``), and
+        ``model.pretrained_cfg`` carried over. ``model``: a model of this library (``MaskedAutoencoderViT``,
+        ``MAEEncoder``, ``MAEViTClassifier``, ...); its weights are copied (training the new model leaves it
+        unchanged). ``map_location`` defaults to ``model``'s device. Returned in eval mode, as
+        :meth:`from_pretrained`.
+        """
+        ok = isinstance(model, PretrainedMixin)
+        require(ok, "model", type(model).__name__, "a model of this library (MaskedAutoencoderViT, MAEEncoder, ...)")
+        device = next(model.parameters()).device if map_location is None else map_location  # type: ignore[attr-defined]
+        return load_model(
+            cls,
+            functools.partial(in_memory_checkpoint, model._saved()),
+            map_location=device,
+            strict=strict,
+            mmap=False,
             interpolate_sincos=interpolate_sincos,
             kwargs=kwargs,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,9 +13,10 @@ from torch import nn
 from ..config import MAEConfig, split_config_fields
 from ..data_config import resolve_pretrained_cfg
 from .cache_paths import cached_repo_id
-from .files import HubOptions, locate, read_weights
-from .formats import Checkpoint, to_checkpoint
+from .files import CheckpointFiles, HubOptions, locate, read_weights
+from .formats import Checkpoint, our_config_json, to_checkpoint
 from .loading import check_settings, plan_load, report
+from .saving import SavedModel
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 
@@ -35,10 +37,23 @@ def read_checkpoint(
     return to_checkpoint(files, tensors, extras, overrides or {}, repo_id=repo_id)
 
 
+def in_memory_checkpoint(saved: SavedModel, overrides: dict[str, Any]) -> Checkpoint:
+    """What ``save_pretrained`` would write of a model, read back as ``from_pretrained`` reads it, without files.
+
+    The same config.json (``our_config_json``) and tensors go through the same conversion (``to_checkpoint``),
+    so a model converted in memory gets every rule a saved one gets. The tensors are the model's own (detached):
+    the loader copies them.
+    """
+    written = our_config_json(saved.config, saved.model_class, saved.options, saved.pretrained_cfg)
+    # No weights file: an empty name, which no published file has (a file name only ever adds a guess).
+    files = CheckpointFiles(f"the in-memory {saved.model_class}", Path(), written)
+    tensors = {key: tensor.detach() for key, tensor in saved.state_dict.items()}
+    return to_checkpoint(files, tensors, {}, overrides, repo_id=None)
+
+
 def load_model(
     model_class: type[ModelT],
-    name_or_path: str | Path,
-    hub: HubOptions,
+    read: Callable[[dict[str, Any]], Checkpoint],
     *,
     map_location: str | torch.device,
     strict: bool,
@@ -48,10 +63,12 @@ def load_model(
 ) -> ModelT:
     """A new ``model_class`` with a checkpoint's weights, in eval mode (see the models' ``from_pretrained``).
 
-    ``kwargs``: config fields (overrides) and the class's own constructor arguments, told apart by name.
+    ``read``: the checkpoint, given the config overrides (:func:`read_checkpoint` of a name, or
+    :func:`in_memory_checkpoint`). ``kwargs``: config fields (overrides) and the class's own constructor
+    arguments, told apart by name. ``mmap``: the checkpoint's CPU tensors become the parameters without a copy.
     """
     overrides, options = split_config_fields(kwargs)
-    checkpoint = read_checkpoint(name_or_path, hub, overrides)
+    checkpoint = read(overrides)
     accepted = inspect.signature(model_class).parameters
     # The options the model class reads from the keys, then those the file records, then the caller's.
     implied = {**model_class.options_from_state_dict(checkpoint.state_dict), **checkpoint.options}  # type: ignore[attr-defined]

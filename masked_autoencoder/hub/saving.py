@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd, HfApi, constants
 from safetensors.torch import save_file
 
 from ..config import MAEConfig
-from .files import CONFIG_FILE, SAFETENSORS_FILE
+from .files import CONFIG_FILE, SAFETENSORS_FILE, hub_did_not_answer, unreachable_reason
 from .formats import our_config_json
 
 CARD_FILE = "README.md"
@@ -95,9 +97,11 @@ def push_checkpoint(
     create_pr: bool,
     license: str | None,
 ) -> str:
-    """Create the repo if needed and upload config.json, model.safetensors and a model card in one commit."""
+    """Create the repo if needed and upload config.json, model.safetensors and a model card in one commit.
+
+    A Hub that gives no answer (offline, unreachable) raises a ``ConnectionError`` that says so and what to do.
+    """
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
         directory = save_checkpoint(model, folder)
         card = model_card(repo_id, model.config, model.model_class, license).encode("utf-8")
@@ -106,7 +110,26 @@ def push_checkpoint(
             CommitOperationAdd(path_in_repo=SAFETENSORS_FILE, path_or_fileobj=directory / SAFETENSORS_FILE),
             CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card),
         ]
-        commit = api.create_commit(
-            repo_id, operations, commit_message=commit_message, revision=revision, create_pr=create_pr
-        )
+        with _upload_errors(repo_id):
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            commit = api.create_commit(
+                repo_id, operations, commit_message=commit_message, revision=revision, create_pr=create_pr
+            )
     return str(commit.pr_url or commit.commit_url)
+
+
+@contextlib.contextmanager
+def _upload_errors(repo_id: str) -> Iterator[None]:
+    """Turn a Hub that gives no answer into a ConnectionError naming the repo, why, and how to upload later."""
+    try:
+        yield
+    except Exception as err:
+        if not hub_did_not_answer(err):
+            raise  # the Hub answered (a refused token, a name taken, ...): its own error says it
+        offline = constants.HF_HUB_OFFLINE
+        why = "uploads are off (HF_HUB_OFFLINE=1)" if offline else unreachable_reason(err)
+        how = "unset HF_HUB_OFFLINE" if offline else "run where the Hub can be reached (HF_ENDPOINT names a mirror)"
+        raise ConnectionError(
+            f"cannot upload to Hub repo {repo_id!r}: {why}. To fix: {how}; or save_pretrained(folder) now and "
+            f"upload that folder later (hf upload {repo_id} FOLDER)"
+        ) from err
