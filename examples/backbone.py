@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 import torch
+from cli import argument_parser, run_main
 from common import (
     Photos,
     add_model_arguments,
@@ -62,15 +63,15 @@ def spread_blocks(depth: int, count: int = 4) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--checkpoint", type=Path, help="an MAE checkpoint (default: a fresh encoder from the flags)")
     add_model_arguments(parser)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=100, help="training steps of the dense head")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per step")
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    parser.add_argument("--log-every", type=int, default=10, help="print the loss every this many steps")
     parser.add_argument("--device", help="default: cuda if available, else cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the head, the batches and the data")
     return parser.parse_args(argv)
 
 
@@ -105,4 +106,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -1,8 +1,10 @@
 """What the examples share that is specific to MAE: the model's input space, the offline photos, model flags,
 device and precision, the lr schedule, and the paper's reconstruction figure with its PSNR.
 
-Images are PIL images until a torchvision transform turns them into float tensors (3, H, W) normalised
-with the ImageNet mean and std, as every published MAE expects. Sizes are (H, W).
+Images are PIL images or float tensors (C, H, W) until a torchvision transform of ``transforms.py`` turns them
+into the model's input space, normalised with the mean and std of a ``pretrained_cfg`` (a model's, or
+:func:`photo_cfg`'s ImageNet statistics, as every published MAE expects). Sizes are (H, W). Figures and PSNR
+look at images through a ``to_pixels`` function: the model's input space (N, C, H, W) -> [0, 1] values to show.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,17 +20,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import transforms
 from matplotlib.figure import Figure
 from PIL import Image
 from sklearn.datasets import load_sample_images
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.utils import make_grid, save_image
 
 from masked_autoencoder import MaskedAutoencoderViT, autocast_dtype, create_model, reconstruct
+from masked_autoencoder.data_config import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # The photographs inside scikit-image's wheel (its other samples are downloaded on first use): nine in colour,
 # eight grey (used as RGB). The grey ones add textures and edges: with them the default run's held-out PSNR gain
 # rose from +2.87 to +3.45 dB (500 steps, same seed).
@@ -51,7 +54,6 @@ SAMPLE_PHOTOS = (
     "cell.png",
     "page.png",
 )
-CROP_SCALE = (0.2, 1.0)  # the paper's RandomResizedCrop area range
 HELDOUT_ZOOM = 2  # held-out images are resized to twice the model's side, then cut into five crops
 PSNR_MASKS = 4  # masks drawn per held-out image when measuring PSNR
 TILE = 128  # figures enlarge images to about this side, so that patches stay visible
@@ -61,43 +63,52 @@ PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 DEMO_MODEL = dict(embed_dim=128, depth=4, num_heads=4, decoder_embed_dim=128, decoder_depth=1, decoder_num_heads=4)
 
 Size = tuple[int, int]
-normalize = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-"""[0, 1] pixels (..., 3, H, W) -> the model's input space."""
+Pixels = Callable[[torch.Tensor], torch.Tensor]
 
 
 # ---- images -------------------------------------------------------------------------------------
 
 
-def denormalize(imgs: torch.Tensor) -> torch.Tensor:
-    """The model's input space (..., 3, H, W) -> [0, 1] pixels (not clipped)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=imgs.device).view(3, 1, 1)
-    return imgs * torch.tensor(IMAGENET_STD, device=imgs.device).view(3, 1, 1) + mean
+PHOTO_STATS = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}  # what every published MAE was fed
 
 
-def _model_input() -> v2.Compose:
-    """A PIL image (or a tuple of them) -> floats in the model's input space."""
-    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), normalize])
+def photo_cfg(size: Size) -> dict[str, Any]:
+    """The ``pretrained_cfg`` of an RGB model fed photographs of ``size``: ImageNet's mean and std, bicubic."""
+    return {"input_size": (3, *size), "interpolation": "bicubic", "crop_pct": 1.0, **PHOTO_STATS}
+
+
+normalize = transforms.normalize(PHOTO_STATS)
+"""[0, 1] pixels (..., 3, H, W) -> an RGB photo model's input space."""
+
+
+def denormalize(imgs: torch.Tensor, cfg: transforms.DataConfig | None = None) -> torch.Tensor:
+    """The model's input space (..., C, H, W) -> pixels in the data's units (not clipped); ImageNet's by default."""
+    return transforms.denormalize(imgs, cfg or PHOTO_STATS)
 
 
 def pretrain_transform(size: Size) -> v2.Compose:
-    """The paper's only augmentations, RandomResizedCrop (scale 0.2-1.0, bicubic) and a horizontal flip: (3, H, W)."""
-    crop = v2.RandomResizedCrop(size, scale=CROP_SCALE, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
-    return v2.Compose([crop, v2.RandomHorizontalFlip(), _model_input()])
+    """The paper's only augmentations for RGB photos: RandomResizedCrop (0.2-1.0, bicubic) and a flip: (3, H, W)."""
+    return transforms.pretrain_transform(photo_cfg(size))
 
 
-def center_transform(size: Size) -> v2.Compose:
-    """The central crop of an image, resized (bicubic) so that it fills ``size``: (3, H, W)."""
+def center_transform(size: Size, cfg: transforms.DataConfig | None = None) -> v2.Compose:
+    """The central crop of an image, resized (bicubic) so that it fills ``size``: (C, H, W)."""
     resize = v2.Resize(max(size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
-    return v2.Compose([resize, v2.CenterCrop(size), _model_input()])
+    return v2.Compose([resize, v2.CenterCrop(size), transforms.to_model_input(cfg or photo_cfg(size))])
 
 
-def heldout_batch(images: Sequence[Image.Image], size: Size) -> torch.Tensor:
-    """Five crops (the corners and the centre) of each image resized to twice ``size``: (5 * N, 3, H, W).
+def heldout_batch(
+    images: Sequence[Image.Image | torch.Tensor], size: Size, cfg: transforms.DataConfig | None = None
+) -> torch.Tensor:
+    """Five crops (the corners and the centre) of each image resized to twice ``size``: (5 * N, C, H, W).
 
     Fixed views, so that runs compare; each sees a quarter of the image, as training crops do on average.
+    Normalised with ``cfg`` (default: :func:`photo_cfg`).
     """
     resize = v2.Resize(HELDOUT_ZOOM * max(size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
-    views = v2.Compose([resize, v2.FiveCrop(size), _model_input()])
+    views = v2.Compose([resize, v2.FiveCrop(size), transforms.to_model_input(cfg or photo_cfg(size))])
+    # A tensor marked as an image: in a tuple of plain tensors, v2 would transform only the first crop.
+    images = [tv_tensors.Image(image) if isinstance(image, torch.Tensor) else image for image in images]
     return torch.cat([torch.stack(views(image)) for image in images])
 
 
@@ -173,33 +184,49 @@ def masked_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
 
 @torch.no_grad()
 def reconstruction_psnr(
-    model: MaskedAutoencoderViT, imgs: torch.Tensor, *, masks: int = PSNR_MASKS, seed: int = 0
+    model: MaskedAutoencoderViT,
+    imgs: torch.Tensor,
+    *,
+    masks: int = PSNR_MASKS,
+    seed: int = 0,
+    to_pixels: Pixels = denormalize,
 ) -> dict[str, float]:
-    """Mean PSNR (dB) over the removed patches of ``imgs`` (N, 3, H, W), normalised, each under ``masks`` masks.
+    """Mean PSNR (dB) over the removed patches of ``imgs`` (N, C, H, W), normalised, each under ``masks`` masks.
 
-    ``reconstruction``: the model's prediction (clipped to [0, 1]); ``mean_fill``: the visible pixels' mean colour.
+    ``reconstruction``: the model's prediction; ``mean_fill``: the visible pixels' mean colour; both in the
+    [0, 1] values of ``to_pixels`` (clipped).
     """
-    pixels, scores = denormalize(imgs).clamp(0, 1), {"reconstruction": [], "mean_fill": []}
+    pixels, scores = to_pixels(imgs).clamp(0, 1), {"reconstruction": [], "mean_fill": []}
     with _eval_mode(model):
         for index in range(masks):
             generator = torch.Generator(imgs.device).manual_seed(seed + index)
             out = reconstruct(model, imgs, generator=generator)
-            predicted = denormalize(out.pasted).clamp(0, 1)
+            predicted = to_pixels(out.pasted).clamp(0, 1)
             scores["reconstruction"].append(masked_psnr(predicted, pixels, out.mask))
             scores["mean_fill"].append(masked_psnr(mean_fill(pixels, out.mask), pixels, out.mask))
     return {name: torch.cat(values).mean().item() for name, values in scores.items()}
 
 
-def save_reconstructions(model: MaskedAutoencoderViT, imgs: torch.Tensor, path: str | Path, *, seed: int = 0) -> Path:
-    """Write the paper's figure for a batch (N, 3, H, W), normalised: masked | reconstruction + visible | original.
+def save_reconstructions(
+    model: MaskedAutoencoderViT,
+    imgs: torch.Tensor,
+    path: str | Path,
+    *,
+    seed: int = 0,
+    to_pixels: Pixels = denormalize,
+    bands: Sequence[int] | None = None,
+) -> Path:
+    """Write the paper's figure for a batch (N, C, H, W), normalised: masked | reconstruction + visible | original.
 
-    Two images per row. The mask is drawn from ``seed``: the same images get the same mask in every PNG.
+    Two images per row, shown as ``to_pixels`` maps them; ``bands``: the three channels shown as RGB, or one shown
+    in grey (default: all, for RGB). The mask is drawn from ``seed``: the same images get the same mask in every PNG.
     """
     with _eval_mode(model):
         out = reconstruct(model, imgs, generator=torch.Generator(imgs.device).manual_seed(seed))
-    triplets = torch.stack([out.masked, out.pasted, imgs], dim=1).flatten(0, 1)  # (3N, 3, H, W), row by row
+    triplets = torch.stack([out.masked, out.pasted, imgs], dim=1).flatten(0, 1)  # (3N, C, H, W), row by row
     scale = max(1, TILE // imgs.shape[-2])
-    tiles = F.interpolate(denormalize(triplets).clamp(0, 1), scale_factor=scale, mode="nearest")  # sharp patches
+    shown = to_pixels(triplets) if bands is None else to_pixels(triplets)[:, list(bands)]
+    tiles = F.interpolate(shown.clamp(0, 1), scale_factor=scale, mode="nearest")  # sharp patches
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(tiles, nrow=6, padding=4, pad_value=1.0), path)
@@ -265,6 +292,17 @@ def learning_rate(step: int, *, peak: float, warmup_steps: int, total_steps: int
     return min_lr + (peak - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's lr set to ``lr`` times its ``lr_scale`` (1 when it has none), as the official scripts do."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def autocast(device_type: str, dtype: torch.dtype | None) -> AbstractContextManager[Any]:
+    """Autocast to ``dtype`` on ``device_type``; None: fp32, autocast off."""
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
+
+
 def optimizer_step(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
@@ -273,12 +311,10 @@ def optimizer_step(
     device_type: str,
     dtype: torch.dtype | None,
 ) -> torch.Tensor:
-    """One step: every group's lr set to ``lr`` times its ``lr_scale`` (1 when it has none), as the official scripts
-    do; ``compute_loss()`` under autocast to ``dtype`` (None: fp32); a scaled backward and step (the scaler is a
-    no-op unless fp16). Returns the loss, detached."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
-    with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
+    """One step: the lr set (:func:`set_learning_rate`); ``compute_loss()`` under :func:`autocast`; a scaled
+    backward and step (the scaler is a no-op unless fp16). Returns the loss, detached."""
+    set_learning_rate(optimizer, lr)
+    with autocast(device_type, dtype):
         loss = compute_loss()
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()

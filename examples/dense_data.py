@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import pretrain
 import torch
+from cli import progress
 from common import add_model_arguments, build_model, choose_precision, learning_rate, optimizer_step, sample_photos
 from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms.functional import pil_to_tensor
-from tqdm import tqdm
 
 from masked_autoencoder import MAEEncoder, param_groups_lrd
 
@@ -148,18 +148,23 @@ def add_dense_arguments(
         help=f"encoders to fine-tune, one run each: {PHOTOS_MAE} (pre-trained on the photographs, cached), "
         "random, or a from_pretrained source (a folder, a file, a Hub id)",
     )
-    parser.add_argument("--train-images", type=int, default=512)
-    parser.add_argument("--heldout-images", type=int, default=128)
+    parser.add_argument("--train-images", type=int, default=512, help="shapes images drawn for training")
+    parser.add_argument("--heldout-images", type=int, default=128, help="shapes images drawn for testing")
     parser.add_argument("--steps", type=int, default=steps, help="fine-tuning steps per run")
-    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="images per training step")
     parser.add_argument("--lr", type=float, default=lr, help="peak lr (AdamW, warm-up then cosine)")
     parser.add_argument("--pretrain-steps", type=int, default=200, help=f"pretrain.py's steps for {PHOTOS_MAE}")
-    parser.add_argument("--pretrain-batch-size", type=int, default=32)
+    parser.add_argument("--pretrain-batch-size", type=int, default=32, help="images per pre-training step")
     parser.add_argument("--mae-cache", type=Path, default=Path("runs/photos-mae"), help=f"where {PHOTOS_MAE} lives")
-    parser.add_argument("--output", type=Path, default=Path(output))
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    parser.add_argument("--output", type=Path, default=Path(output), help="where the results are written")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="autocast precision (auto: what the hardware runs fast)",
+    )
     parser.add_argument("--device", help="default: cuda if available, else cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the data, the inits and the batches")
 
 
 def _pretrain_argv(args: argparse.Namespace) -> list[str]:
@@ -234,7 +239,7 @@ def fine_tune(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     losses = []
     steps = zip(range(args.steps), batches(count, args.batch_size, args.seed), strict=False)
-    for step, indices in tqdm(steps, total=args.steps, desc="fine-tuning"):
+    for step, indices in progress(steps, total=args.steps, desc="fine-tuning"):
         lr = learning_rate(step, peak=args.lr, warmup_steps=args.steps // 10, total_steps=args.steps)
         loss = optimizer_step(optimizer, scaler, lr, partial(loss_of, indices), device.type, dtype)
         losses.append(loss.item())

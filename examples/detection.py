@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from cli import argument_parser, run_main
 from common import choose_device
 from dense_data import Shapes, add_dense_arguments, compare, report, splits
 from torchmetrics.detection import MeanAveragePrecision
@@ -53,7 +54,7 @@ METRICS = {"box_AP": "bbox_map", "box_AP50": "bbox_map_50", "mask_AP": "segm_map
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line. The defaults are not yet tuned to their aim (a meaningful comparison in ~10 minutes on
     2 CPU cores): see docs/dense.md for what one run measured."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     add_dense_arguments(parser, output="runs/detection", steps=150, batch_size=4, lr=5e-4)
     return parser.parse_args(argv)
 
@@ -121,4 +122,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

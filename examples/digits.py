@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
+from cli import progress
 from common import (
     PRECISIONS,
     choose_device,
@@ -36,7 +37,6 @@ from pretrain import make_optimizer, train_step
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
-from tqdm import tqdm
 
 from masked_autoencoder import MAEConfig, MAEEncoder, MaskedAutoencoderViT, MaskingStrategy, model_config
 
@@ -158,7 +158,7 @@ def pretrain_digits(
     optimizer, scaler = make_optimizer(model, settings.weight_decay, peak_lr, dtype)
     pixels, losses = train.pixels.to(device), []
     batches = zip(range(settings.steps), shuffled_batches(len(train), settings.batch_size), strict=False)
-    for step, batch in tqdm(batches, total=settings.steps, desc="pre-training on digits"):
+    for step, batch in progress(batches, total=settings.steps, desc="pre-training on digits"):
         lr = learning_rate(step, peak=peak_lr, warmup_steps=settings.steps // 20, total_steps=settings.steps)
         imgs = model_input(augment(pixels[batch]))
         losses.append(train_step(model, optimizer, scaler, imgs, lr, dtype).item())
@@ -268,12 +268,19 @@ def parse_digits_args(
         help="a pre-trained MAE, any folder or file that from_pretrained reads (default: pre-train one on the digits)",
     )
     parser.add_argument("--output", type=Path, default=Path("runs/digits"), help="where the digits MAE is cached")
-    parser.add_argument("--pretrain-steps", type=positive(int), default=1600)
-    parser.add_argument("--pretrain-batch-size", type=positive(int), default=128)
+    parser.add_argument(
+        "--pretrain-steps", type=positive(int), default=1600, help="pre-training steps of the digits MAE"
+    )
+    parser.add_argument("--pretrain-batch-size", type=positive(int), default=128, help="images per pre-training step")
     parser.add_argument("--epochs", type=positive(float), default=epochs, help="passes over the training images")
-    parser.add_argument("--batch-size", type=positive(int), default=batch_size)
+    parser.add_argument("--batch-size", type=positive(int), default=batch_size, help="images per training step")
     parser.add_argument("--lr", type=positive(float), default=lr, help=lr_help)
-    parser.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", *PRECISIONS),
+        default="auto",
+        help="autocast precision (auto: what the hardware runs fast)",
+    )
     parser.add_argument("--device", help="default: cuda if available, else cpu")
     parser.add_argument("--seed", type=int, default=0, help="seeds pre-training, inits, batches and augmentation")
     args = parser.parse_args(argv)

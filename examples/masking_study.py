@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from cli import argument_parser, run_main
 from common import PRECISIONS, choose_device
 from digits import DIGITS_MAE, Digits, PretrainSettings, cached_digits_mae, load_digits_split, positive
 from finetune import CLASSIFIER, finetune_accuracy
@@ -87,15 +88,20 @@ SAMPLING_ROWS = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--output", type=Path, default=Path("runs/masking_study"), help="cached MAEs and results")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75, 0.9], help="random masking")
     parser.add_argument("--min-block", type=positive(int), default=MIN_BLOCK, help="block-wise: smallest block")
-    parser.add_argument("--pretrain-steps", type=positive(int), default=800)
-    parser.add_argument("--pretrain-batch-size", type=positive(int), default=128)
+    parser.add_argument("--pretrain-steps", type=positive(int), default=800, help="pre-training steps of each variant")
+    parser.add_argument("--pretrain-batch-size", type=positive(int), default=128, help="images per pre-training step")
     parser.add_argument("--probe-epochs", type=positive(float), help="default: linear_probe.py's")
     parser.add_argument("--finetune-epochs", type=positive(float), help="default: finetune.py's")
-    parser.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", *PRECISIONS),
+        default="auto",
+        help="autocast precision (auto: what the hardware runs fast)",
+    )
     parser.add_argument("--device", help="default: cuda if available, else cpu")
     parser.add_argument("--seed", type=int, default=0, help="seeds every pre-training, probe and fine-tuning")
     args = parser.parse_args(argv)
@@ -224,4 +230,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -18,6 +18,7 @@ import argparse
 from pathlib import Path
 
 import torch
+from cli import argument_parser, run_main
 from skimage import data
 
 from masked_autoencoder import MaskedAutoencoderViT
@@ -42,13 +43,13 @@ def synthetic_bands(bands: int, size: int, count: int, generator: torch.Generato
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--weights", default="facebook/vit-mae-base", help="RGB MAE weights: a repo id or path")
-    parser.add_argument("--bands", type=int, default=13)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--output", type=Path, default=Path("runs/multispectral"))
+    parser.add_argument("--bands", type=int, default=13, help="input channels (bands) of the model")
+    parser.add_argument("--steps", type=int, default=50, help="training steps")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per step")
+    parser.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate")
+    parser.add_argument("--output", type=Path, default=Path("runs/multispectral"), help="where the results are written")
     return parser.parse_args(argv)
 
 
@@ -85,4 +86,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

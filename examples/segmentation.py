@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from cli import argument_parser, run_main
 from common import choose_device, normalize
 from dense_data import CLASSES, add_dense_arguments, compare, report, splits
 from torchmetrics.classification import JaccardIndex
@@ -31,7 +32,7 @@ EVAL_BATCH = 64
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line. The defaults are not yet tuned to their aim (a meaningful comparison in ~10 minutes on
     2 CPU cores): see docs/dense.md for what one run measured."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     add_dense_arguments(parser, output="runs/segmentation", steps=200, batch_size=8, lr=5e-4)
     return parser.parse_args(argv)
 
@@ -81,4 +82,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

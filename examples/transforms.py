@@ -15,6 +15,11 @@ from torchvision.transforms import v2
 
 DataConfig = Mapping[str, Any]
 PRETRAIN_CROP_SCALE = (0.2, 1.0)  # the paper's RandomResizedCrop area range for pre-training (appendix A.1)
+# The paper's fine-tuning augmentation (appendix A.2, timm's "rand-m9-mstd0.5-inc1"): two RandAugment operations
+# of magnitude 9, then random erasing with probability 0.25; torchvision's RandAugment has no magnitude noise.
+RAND_AUGMENT_OPS = 2
+RAND_AUGMENT_MAGNITUDE = 9
+ERASE_PROB = 0.25
 
 
 def image_size(cfg: DataConfig) -> tuple[int, int]:
@@ -56,3 +61,18 @@ def eval_transform(cfg: DataConfig) -> v2.Compose:
     height, width = image_size(cfg)
     resize = v2.Resize(int(max(height, width) / cfg["crop_pct"]), interpolation=interpolation(cfg))
     return v2.Compose([resize, v2.CenterCrop((height, width)), to_model_input(cfg)])
+
+
+def finetune_transform(
+    cfg: DataConfig,
+    *,
+    magnitude: int = RAND_AUGMENT_MAGNITUDE,
+    erase_prob: float = ERASE_PROB,
+) -> v2.Compose:
+    """The paper's fine-tuning augmentation: RandomResizedCrop (default scale 0.08-1), flip, RandAugment, the
+    model's input, then RandomErasing: -> (C, H, W). ``magnitude`` 0 leaves RandAugment out, ``erase_prob`` 0 the
+    erasing (the linear probe's augmentation is the crop and the flip only)."""
+    crop = v2.RandomResizedCrop(image_size(cfg), interpolation=interpolation(cfg))
+    augment = [v2.RandAugment(RAND_AUGMENT_OPS, magnitude, interpolation=interpolation(cfg))] if magnitude else []
+    erase = [v2.RandomErasing(erase_prob, value=0)] if erase_prob else []  # 0: the mean pixel, after normalisation
+    return v2.Compose([crop, v2.RandomHorizontalFlip(), *augment, to_model_input(cfg), *erase])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -29,7 +31,7 @@ def examples(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
 def run_script(code: str) -> subprocess.CompletedProcess[str]:
     """Run ``code`` as a script beside the examples, its stderr a pipe (not a terminal), as in a log."""
     script = f"import sys; sys.path.insert(0, {str(EXAMPLES)!r})\n" + textwrap.dedent(code)
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_progress_in_a_log_prints_whole_lines_every_few_steps_and_the_last():
@@ -89,3 +91,79 @@ def test_eval_transform_crops_the_centre_by_crop_pct(examples):
     assert imgs.shape == (3, 32, 32)
     black = (0 - torch.tensor(model.pretrained_cfg["mean"])) / torch.tensor(model.pretrained_cfg["std"])
     torch.testing.assert_close(imgs[:, 0, 16], black)
+
+
+# Every example script but pretrain.py (its own tests), and the labelled-images mode of the two classifier scripts.
+SCRIPTS = [
+    ("backbone.py",),
+    ("reconstruct.py",),
+    ("masking_study.py",),
+    ("multispectral.py",),
+    ("detection.py",),
+    ("segmentation.py",),
+    ("finetune.py",),
+    ("linear_probe.py",),
+    ("finetune.py", "--data", "ROOT"),
+    ("linear_probe.py", "--data", "ROOT"),
+]
+
+
+def _options(help_text: str) -> dict[str, str]:
+    """Each option of a --help text (its first flag) with the text after it, up to the next option."""
+    blocks = re.split(r"\n  (?=-)", help_text.split("options:", 1)[1])
+    return {block.split()[0].rstrip(","): " ".join(block.split()[1:]) for block in blocks if block.strip()}
+
+
+@pytest.fixture(scope="module")
+def help_texts() -> dict[str, str]:
+    """The --help of every command of SCRIPTS, run as ``python SCRIPT ... --help`` would, in one process (the imports
+    of one are the imports of all)."""
+    done = run_script(
+        f"""
+        import contextlib, io, json, runpy
+        texts = {{}}
+        for script, *args in {SCRIPTS!r}:
+            sys.argv = [script, *args, "--help"]
+            with contextlib.redirect_stdout(io.StringIO()) as shown, contextlib.suppress(SystemExit):
+                runpy.run_path({str(EXAMPLES)!r} + "/" + script, run_name="__main__")
+            texts[" ".join((script, *args))] = shown.getvalue()
+        print(json.dumps(texts))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("command", [" ".join(command) for command in SCRIPTS])
+def test_help_of_every_example_gives_every_flag_a_help_text_and_its_default(help_texts, command):
+    options = _options(help_texts[command])
+    assert len(options) > 3, help_texts[command]
+    without = [flag for flag, text in options.items() if flag != "-h" and "(default:" not in text]
+    assert without == [], f"{command}: flags without help (or default): {without}"
+
+
+def test_an_expected_error_of_an_example_is_one_line_without_traceback(tmp_path):
+    (tmp_path / "data" / "cats").mkdir(parents=True)
+    command = [sys.executable, EXAMPLES / "finetune.py", "--data", tmp_path / "data", "--checkpoint", "my.pth"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("finetune.py: error: 'my.pth' looks like a local file, but there is no file")
+
+
+def test_finetune_transform_is_the_papers_augmentation_in_the_model_space(examples):
+    transforms = examples["transforms"]
+    model = MAEEncoder(TINY.replace(img_size=(32, 48)))
+    full = transforms.finetune_transform(model.pretrained_cfg)
+    kinds = [type(step).__name__ for step in full.transforms]
+    assert kinds == ["RandomResizedCrop", "RandomHorizontalFlip", "RandAugment", "Compose", "RandomErasing"]
+    assert full.transforms[2].num_ops == 2 and full.transforms[2].magnitude == 9 and full.transforms[-1].p == 0.25
+    plain = transforms.finetune_transform(model.pretrained_cfg, magnitude=0, erase_prob=0)
+    assert [type(step).__name__ for step in plain.transforms] == [
+        "RandomResizedCrop",
+        "RandomHorizontalFlip",
+        "Compose",
+    ]
+    image = Image.new("RGB", (300, 200), (255, 128, 0))
+    torch.manual_seed(0)
+    assert full(image).shape == plain(image).shape == (3, 32, 48)
