@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SCRIPTS = ("step", "speedup", "features", "memory", "loading", "masking", "dense")
+SCRIPTS = ("step", "speedup", "features", "memory", "loading", "masking", "dense", "video")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,8 @@ from .factory import (
     mae_vit_small_patch16,
     mae_vit_tiny,
     mae_vit_tiny_patch16,
+    videomae_vit_base,
+    videomae_vit_base_patch16,
     vit_base_patch16,
     vit_huge_patch14,
     vit_large_patch16,
@@ -26,7 +28,7 @@ from .hub.known_weights import KnownWeights, list_pretrained
 from .hub.mixin import PretrainedMixin
 from .linear_probe import LinearProbe, linear_probe_head
 from .loss import mae_loss, normalized_pixels
-from .masking import BlockMasking, GridMasking, MaskingArgs, MaskingOutput, MaskingStrategy, RandomMasking
+from .masking import BlockMasking, GridMasking, MaskingArgs, MaskingOutput, MaskingStrategy, RandomMasking, TubeMasking
 from .model import MAEOutput, MaskedAutoencoderViT
 from .optim import param_groups_lrd
 from .patches import patchify, unpatchify
@@ -57,6 +59,7 @@ __all__ = [
     "RandomMasking",
     "Reconstruction",
     "SimpleFeaturePyramid",
+    "TubeMasking",
     "UperNet",
     "UperNetHead",
     "VisionTransformer",
@@ -86,6 +89,8 @@ __all__ = [
     "resize_pos_embed",
     "sincos_pos_embed_2d",
     "unpatchify",
+    "videomae_vit_base",
+    "videomae_vit_base_patch16",
     "vit_base_patch16",
     "vit_huge_patch14",
     "vit_large_patch16",

@@ -35,7 +35,8 @@ class MAEViTClassifier(VisionTransformer):
     pool independently, as timm's argument of that name. ``pool`` (``"avg"`` / ``"token"``) is the one
     home of the pooling; ``global_pool`` reads it. ``save_pretrained`` records ``num_classes``, the
     pooling and ``fc_norm``, so that ``from_pretrained`` rebuilds the same model (after
-    :meth:`reset_classifier` too).
+    :meth:`reset_classifier` too). Clips (a video config, no class token): average pooling only, and the
+    fixed space-time table, as VideoMAE's fine-tuning.
 
     ``forward`` is ``forward_head(forward_features(imgs))``: the tokens (B, 1 + L, D) after the final
     norm where there is one, then the pool and the head; ``forward_head(features, pre_logits=True)``
@@ -71,8 +72,12 @@ class MAEViTClassifier(VisionTransformer):
         require(fc_norm is None or isinstance(fc_norm, bool), "fc_norm", repr(fc_norm), "None or a bool")
         use_fc_norm = pool == "avg" if fc_norm is None else fc_norm
         config = resolve_config(config, overrides)
+        ok_pool = pool == "avg" or not config.is_video
+        require(ok_pool, "global_pool", repr(global_pool), "'avg' for clips (no class token)")
         # A norm after the pool (fc_norm) replaces the final norm on the tokens, as in the official code and timm.
-        super().__init__(config, learned_position_table=True, final_norm=not use_fc_norm, drop_path_rate=drop_path_rate)
+        # Clips keep their fixed table, as VideoMAE's fine-tuning does.
+        trunk = {"learned_position_table": not config.is_video, "final_norm": not use_fc_norm}
+        super().__init__(config, drop_path_rate=drop_path_rate, **trunk)
         self.pool = pool
         self.fc_norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps) if use_fc_norm else None
         self._new_head(num_classes)
@@ -122,9 +127,9 @@ class MAEViTClassifier(VisionTransformer):
         has one). None keeps the pooling. ``save_pretrained`` records the new head and pooling.
         """
         _require_num_classes(num_classes)
-        require(global_pool in (None, *POOLS), "global_pool", repr(global_pool), f"None or one of {POOLS}")
+        require(global_pool in (None, *self.pools), "global_pool", repr(global_pool), f"None or one of {self.pools}")
         self.pool = self.pool if global_pool is None else global_pool
-        like = self.cls_token
+        like = self.patch_embed.proj.weight
         self._new_head(num_classes)
         self.head.to(like.device, like.dtype).train(self.training)
 
@@ -150,7 +155,7 @@ class MAEViTClassifier(VisionTransformer):
 
     def _head(self, features: torch.Tensor, pre_logits: bool) -> torch.Tensor:
         """:meth:`forward_head` on features already checked."""
-        pooled = pool_tokens(features, self.pool)
+        pooled = pool_tokens(features, self.pool, self.num_prefix_tokens)
         if self.fc_norm is not None:
             pooled = self.fc_norm(pooled)
         return pooled if pre_logits else self.head(pooled)

@@ -12,7 +12,7 @@ from ._validation import require
 from .checkpoint_rules import CheckpointRules
 from .config import MAEConfig, resolve_config
 from .masking import MaskingArgs, MaskingOutput, MaskingStrategy, RandomMasking, kept_slots
-from .vit import VisionTransformer
+from .vit import HEAD_PREFIXES, VisionTransformer
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -35,7 +35,8 @@ class MAEEncoder(VisionTransformer):
 
     ``window_size``, ``global_blocks`` and ``rel_pos``: ViTDet's windowed attention and relative position
     biases for dense prediction (see :class:`VisionTransformer`); masked pre-training
-    (:meth:`forward_encoder`) needs neither.
+    (:meth:`forward_encoder`) needs neither. ``final_norm=False`` leaves out the final norm (``norm`` is None),
+    as VideoMAE's pre-training with mean pooling; ``from_pretrained`` builds it so for files without one.
 
     The strategy owns the mask ratio: ``config.mask_ratio`` always mirrors ``masking.mask_ratio``
     (given ``masking=BlockMasking(0.9)``, or later ``model.masking = ...``, the config says 0.9, and
@@ -51,9 +52,11 @@ class MAEEncoder(VisionTransformer):
         window_size: int | None = None,
         global_blocks: Sequence[int] | None = None,
         rel_pos: bool = False,
+        final_norm: bool = True,
         **overrides: Any,
     ) -> None:
         _check_masking(masking)
+        require(isinstance(final_norm, bool), "final_norm", repr(final_norm), "a bool")
         if masking is not None:
             given = overrides.get("mask_ratio", masking.mask_ratio)
             expected = f"{masking.mask_ratio}, the ratio of masking={masking!r}, or not given (the strategy owns it)"
@@ -62,7 +65,7 @@ class MAEEncoder(VisionTransformer):
         config = resolve_config(config, overrides)
         windowing = {"window_size": window_size, "global_blocks": global_blocks, "rel_pos": rel_pos}
         super().__init__(
-            config, learned_position_table=False, final_norm=True, drop_path_rate=drop_path_rate, **windowing
+            config, learned_position_table=False, final_norm=final_norm, drop_path_rate=drop_path_rate, **windowing
         )
         self.masking = RandomMasking(config.mask_ratio) if masking is None else masking
 
@@ -89,7 +92,13 @@ class MAEEncoder(VisionTransformer):
         options: dict[str, Any] = {"rel_pos": True} if self.rel_pos else {}
         if self.window_size is not None:
             options |= {"window_size": self.window_size, "global_blocks": list(self.global_blocks)}
-        return options
+        return options if self.norm is not None else options | {"final_norm": False}
+
+    @classmethod
+    def options_from_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """An encoder saved without its final norm (VideoMAE's with ``use_mean_pooling``) is built without one."""
+        trunk = "patch_embed.proj.weight" in state_dict and not any(key.startswith(HEAD_PREFIXES) for key in state_dict)
+        return {"final_norm": False} if trunk and "norm.weight" not in state_dict else {}
 
     def forward_encoder(
         self, imgs: torch.Tensor, mask_ratio: float | torch.Tensor | None = None, **masking_args: Unpack[MaskingArgs]
@@ -97,7 +106,8 @@ class MAEEncoder(VisionTransformer):
         """Encode only the kept patches, as in pre-training (the official method's signature and result).
 
         imgs: (B, C, H, W) -> latent (B, 1 + K, D) (class token first), mask (B, L) (1 = removed)
-        and ids_restore (B, L). The masking keywords (:class:`MaskingArgs`: ``noise``, ``mask``,
+        and ids_restore (B, L); clips (B, C, T, H, W), for a video model: latent (B, K, D), no class token.
+        The masking keywords (:class:`MaskingArgs`: ``noise``, ``mask``,
         ``generator``, ``masking``) are those of :class:`MaskingStrategy`; ``mask_ratio`` defaults to the
         strategy's; ``masking`` replaces the model's strategy for this call.
         A (B,) ``mask_ratio`` (:class:`RandomMasking`) lets each image keep its own K_b patches: the batch
@@ -113,8 +123,8 @@ class MAEEncoder(VisionTransformer):
 
     def _encode_kept(
         self, imgs: torch.Tensor, mask_ratio: float | torch.Tensor | None, masking_args: MaskingArgs
-    ) -> tuple[torch.Tensor, MaskingOutput, tuple[int, int]]:
-        """Check, embed, mask and encode: latent (B, 1 + K, D), the masking, and the patch grid."""
+    ) -> tuple[torch.Tensor, MaskingOutput, tuple[int, ...]]:
+        """Check, embed, mask and encode: latent (B, 1 + K, D) (clips: (B, K, D)), the masking, and the patch grid."""
         call_args: dict[str, Any] = dict(masking_args)
         masking = call_args.pop("masking", None)
         _check_masking(masking)
@@ -124,12 +134,12 @@ class MAEEncoder(VisionTransformer):
         patches, cls, grid = self._embed(imgs)
         strategy = self.masking if masking is None else masking
         masked = strategy(patches, grid=grid, mask_ratio=mask_ratio, **call_args)
-        tokens = torch.cat([cls, masked.kept], dim=1)
+        tokens = masked.kept if cls is None else torch.cat([cls, masked.kept], dim=1)
         if not isinstance(mask_ratio, torch.Tensor):
             return self.transform(tokens), masked, grid
         # A ratio per image: padded to the largest K; the padding takes no part in attention and leaves as zeros.
         slots = kept_slots(masked.mask, masked.kept.shape[1])
-        keep = torch.cat([slots.new_ones(slots.shape[0], 1), slots], dim=1)  # the class token always
+        keep = torch.cat([slots.new_ones(slots.shape[0], self.num_prefix_tokens), slots], dim=1)  # the class token
         return self.transform(tokens, keep) * keep[..., None], masked, grid
 
 

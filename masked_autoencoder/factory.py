@@ -110,6 +110,14 @@ def mae_vit_huge_patch14(*, pretrained: bool | str | Path = False, encoder_only:
     return create_model("mae_vit_huge_patch14", pretrained=pretrained, encoder_only=encoder_only, **overrides)
 
 
+def videomae_vit_base_patch16(
+    *, pretrained: bool | str | Path = False, encoder_only: bool = False, **overrides: Any
+) -> Any:
+    """A video MAE with VideoMAE-Base's geometry: ViT-B/16 on 16 frames in tubelets of 2 (224 px), its flat
+    position table, a 384-wide, 4-block decoder, 90% masking. ``pretrained=True``: MCG-NJU/videomae-base."""
+    return create_model("videomae_vit_base_patch16", pretrained=pretrained, encoder_only=encoder_only, **overrides)
+
+
 def vit_base_patch16(**kwargs: Any) -> MAEViTClassifier:
     """The paper's ViT-B/16 classifier (drop path 0.1); keywords as :func:`create_classifier`."""
     return create_classifier("mae_vit_base_patch16", **kwargs)
@@ -128,5 +136,6 @@ def vit_huge_patch14(**kwargs: Any) -> MAEViTClassifier:
 mae_vit_tiny = mae_vit_tiny_patch16
 mae_vit_small = mae_vit_small_patch16
 mae_vit_base = mae_vit_base_patch16
+videomae_vit_base = videomae_vit_base_patch16
 mae_vit_large = mae_vit_large_patch16
 mae_vit_huge = mae_vit_huge_patch14

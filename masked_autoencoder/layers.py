@@ -16,11 +16,15 @@ from .windows import windowed_attention
 
 
 class PatchEmbed(nn.Module):
-    """Linear embedding of non-overlapping patches. imgs: (B, C, H, W) -> (B, L, D), patches row-major."""
+    """Linear embedding of non-overlapping patches. imgs: (B, C, H, W) -> (B, L, D), patches row-major.
 
-    def __init__(self, patch_size: tuple[int, int], in_chans: int, embed_dim: int) -> None:
+    A (t, P_h, P_w) ``patch_size`` embeds tubelets of clips: (B, C, T, H, W) -> (B, L, D), (t, h, w) row-major.
+    """
+
+    def __init__(self, patch_size: tuple[int, ...], in_chans: int, embed_dim: int) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        conv = nn.Conv3d if len(patch_size) == 3 else nn.Conv2d
+        self.proj = conv(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         return self.proj(imgs).flatten(2).transpose(1, 2)

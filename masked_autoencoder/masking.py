@@ -74,6 +74,7 @@ class MaskingStrategy(nn.Module):
     keeps K_b patches, and ``kept`` / ``ids_keep`` are padded to the largest K_b (padding rows of
     ``kept`` are zero; :func:`kept_slots` tells them apart). ``grid`` (h, w) is the patch
     grid of the tokens, row-major; without it the grid is square (or one row if L is not a square).
+    Clips' tokens have a (T', h, w) grid: :class:`RandomMasking` (space-time) and :class:`TubeMasking` take it.
     """
 
     per_image_ratio: ClassVar[bool] = False
@@ -94,13 +95,16 @@ class MaskingStrategy(nn.Module):
         return f"mask_ratio={self.mask_ratio}"
 
     def scores(
-        self, batch: int, grid: tuple[int, int], mask_ratio: float, *, device: torch.device, generator: Any
+        self, batch: int, grid: tuple[int, ...], mask_ratio: float, *, device: torch.device, generator: Any
     ) -> torch.Tensor:
-        """Per-patch scores (B, h*w), row-major; the :meth:`kept_count` lowest of each row are kept."""
+        """Per-patch scores (B, L) over the grid, row-major; the :meth:`kept_count` lowest of each row are kept."""
         raise NotImplementedError
 
-    def kept_count(self, num_patches: int, mask_ratio: float) -> int:
-        """K, the patches each image keeps: int(L * (1 - mask_ratio)), truncated as the official code."""
+    def kept_count(self, num_patches: int, mask_ratio: Any, grid: tuple[int, ...] | None = None) -> Any:
+        """K, the patches each image keeps: int(L * (1 - mask_ratio)), truncated as the official code.
+
+        ``grid``: the tokens' grid, for strategies whose count depends on it; a (B,) ratio gives a (B,) K.
+        """
         return num_kept(num_patches, mask_ratio)
 
     def forward(
@@ -124,7 +128,7 @@ class MaskingStrategy(nn.Module):
         else:
             ratio = require_mask_ratio(self.mask_ratio if mask_ratio is None else mask_ratio)
             noise = self._scores_or_noise(tokens, grid, ratio, noise, generator)
-            len_keep = self.kept_count(length, ratio)
+            len_keep = self.kept_count(length, ratio, _grid_of(length, grid))
             require(len_keep >= 1, "mask_ratio", ratio, f"a ratio that keeps at least one of the {length} patches")
             ids_shuffle = self._shuffle(noise)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
@@ -147,7 +151,7 @@ class MaskingStrategy(nn.Module):
         require(self.per_image_ratio, "mask_ratio", "a tensor", f"a number: {name} takes one ratio for the batch")
         ok = ratios.shape == (batch,) and batch > 0 and ratios.is_floating_point() and ratios.device == tokens.device
         require(ok, "mask_ratio", describe(ratios), f"a number, or a ({batch},) floating tensor on {tokens.device}")
-        len_keep = num_kept(length, ratios)  # (B,)
+        len_keep = self.kept_count(length, ratios, _grid_of(length, grid))  # (B,)
         # The one host sync of this path: the padded width depends on the data; the checks ride along.
         in_range = ((ratios >= 0) & (ratios < 1)).all().long()
         in_range, fewest, most = torch.stack([in_range, len_keep.min(), len_keep.max()]).tolist()
@@ -197,9 +201,37 @@ class RandomMasking(MaskingStrategy):
     tied_scores = False
 
     def scores(
-        self, batch: int, grid: tuple[int, int], mask_ratio: float, *, device: torch.device, generator: Any
+        self, batch: int, grid: tuple[int, ...], mask_ratio: float, *, device: torch.device, generator: Any
     ) -> torch.Tensor:
-        return torch.rand(batch, grid[0] * grid[1], **_draw_options(device, generator))
+        return torch.rand(batch, math.prod(grid), **_draw_options(device, generator))
+
+
+class TubeMasking(MaskingStrategy):
+    """Tube masking (VideoMAE's): the same random spatial mask in every time slot of a clip's (T', h, w) grid.
+
+    Each frame keeps h*w - int(mask_ratio * h*w) patches, VideoMAE's rounding (0.9 of 14 x 14: 20 kept), so
+    K = T' * that; the default ratio is VideoMAE's 0.9. It takes a ratio per clip (a (B,) tensor ``mask_ratio``).
+    A 2-D grid is one time slot: plain random masking with that rounding.
+    """
+
+    per_image_ratio = True
+
+    def __init__(self, mask_ratio: float = 0.9) -> None:
+        super().__init__(mask_ratio)
+
+    def kept_count(self, num_patches: int, mask_ratio: Any, grid: tuple[int, ...] | None = None) -> Any:
+        slots, frame = _time_and_space(num_patches, grid)
+        if isinstance(mask_ratio, torch.Tensor):  # float64, as Python computes it for a single ratio
+            return slots * (frame - (mask_ratio.double() * frame).long())
+        return slots * (frame - int(mask_ratio * frame))
+
+    def scores(
+        self, batch: int, grid: tuple[int, ...], mask_ratio: float, *, device: torch.device, generator: Any
+    ) -> torch.Tensor:
+        slots, frame = _time_and_space(math.prod(grid), grid)
+        # Ties across time slots only: a stable sort keeps whole tubes, and K is a multiple of T'.
+        draw = torch.rand(batch, 1, frame, **_draw_options(device, generator))
+        return draw.expand(-1, slots, -1).flatten(1)
 
 
 class GridMasking(MaskingStrategy):
@@ -218,12 +250,13 @@ class GridMasking(MaskingStrategy):
     def extra_repr(self) -> str:
         return f"stride={self.stride}"
 
-    def kept_count(self, num_patches: int, mask_ratio: float) -> int:
+    def kept_count(self, num_patches: int, mask_ratio: Any, grid: tuple[int, ...] | None = None) -> Any:
         return num_patches // self.stride**2
 
     def scores(
-        self, batch: int, grid: tuple[int, int], mask_ratio: float, *, device: torch.device, generator: Any
+        self, batch: int, grid: tuple[int, ...], mask_ratio: float, *, device: torch.device, generator: Any
     ) -> torch.Tensor:
+        _require_image_grid(grid, self)
         stride = self.stride
         require(
             mask_ratio == self.mask_ratio, "mask_ratio", mask_ratio, f"{self.mask_ratio} for a stride-{stride} grid"
@@ -256,8 +289,9 @@ class BlockMasking(MaskingStrategy):
         return f"mask_ratio={self.mask_ratio}, min_block={self.min_block}, min_aspect={self.min_aspect}"
 
     def scores(
-        self, batch: int, grid: tuple[int, int], mask_ratio: float, *, device: torch.device, generator: Any
+        self, batch: int, grid: tuple[int, ...], mask_ratio: float, *, device: torch.device, generator: Any
     ) -> torch.Tensor:
+        _require_image_grid(grid, self)
         height, width = grid
         length = height * width
         require(self.min_block <= length, "min_block", self.min_block, f"at most the {height}x{width} patch grid")
@@ -308,12 +342,15 @@ def _draw_options(device: torch.device, generator: torch.Generator | None) -> di
     return {"device": device} if generator is None else {"device": device, "generator": generator}
 
 
-def _grid_of(length: int, grid: tuple[int, int] | None) -> tuple[int, int]:
-    """The (h, w) patch grid of L tokens: ``grid`` checked against L; else the square one, or one row."""
+def _grid_of(length: int, grid: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The (h, w) patch grid (or (T', h, w) tubelet grid) of L tokens: ``grid`` checked against L; else the
+    square one, or one row."""
     if grid is None:
         side = square_side(length)
         return (1, length) if side is None else (side, side)
-    require(grid[0] * grid[1] == length, "grid", grid, f"a grid of h * w = L = {length} patches")
+    grid = tuple(grid)
+    axes = " * ".join("Thw"[-len(grid) :]) if len(grid) in (2, 3) else "h * w"
+    require(len(grid) in (2, 3) and math.prod(grid) == length, "grid", grid, f"a grid of {axes} = L = {length} patches")
     return grid
 
 
@@ -322,6 +359,21 @@ _MASK_DTYPES = "dtype torch.bool (True = removed) or a floating dtype holding 0 
 
 def _is_mask_dtype(tensor: torch.Tensor) -> bool:
     return tensor.dtype == torch.bool or tensor.is_floating_point()
+
+
+def _time_and_space(length: int, grid: tuple[int, ...] | None) -> tuple[int, int]:
+    """(T', h*w) of a (T', h, w) grid; an image grid (h, w), or none, is one time slot of L patches."""
+    return (grid[0], length // grid[0]) if grid is not None and len(grid) == 3 else (1, length)
+
+
+def _require_image_grid(grid: tuple[int, ...], strategy: MaskingStrategy) -> None:
+    """Raise unless ``grid`` is an image's (h, w): ``strategy`` draws 2-D shapes."""
+    expected = f"an image's (h, w) grid: {type(strategy).__name__} is 2-D (clips: RandomMasking or TubeMasking)"
+    require(len(grid) == 2, "grid", grid, expected)
+
+
+def _is_bool(tensor: torch.Tensor) -> bool:
+    return tensor.dtype == torch.bool
 
 
 def _check_per_patch(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +17,9 @@ from .encoder import MAEEncoder
 from .layers import build_blocks, init_vit_weights
 from .loss import mae_loss, masked_mse
 from .masking import MaskingArgs, MaskingStrategy, RandomMasking, gather_tokens, kept_slots
-from .patches import patchify, to_patches, unpatchify
-from .pos_embed import position_table_for_grid, sincos_pos_embed_2d
+from .patches import to_patches, to_tubelets, unpatchify
+from .pos_embed import clip_position_table, position_table_for_grid, sincos_pos_embed_2d, unsaved_table_device
+from .vit import fixed_clip_table
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -39,7 +41,7 @@ class MAEOutput:
     ids_restore: torch.Tensor
     """(B, L): undoes the masking shuffle."""
     latent: torch.Tensor
-    """(B, 1 + K, D): the encoder's output, class token first."""
+    """(B, 1 + K, D): the encoder's output, class token first (clips: (B, K, D), no class token)."""
 
 
 # A pytree node for torch.export (and torch.compile): an exported MAE returns an MAEOutput, as in eager.
@@ -55,18 +57,31 @@ class MaskedAutoencoderViT(MAEEncoder):
     checkpoints load with ``strict=True``.
 
     imgs: (B, C, H, W) -> :class:`MAEOutput`. Build from an :class:`MAEConfig`, keyword
-    overrides of its fields, or both.
+    overrides of its fields, or both; ``final_norm`` as :class:`MAEEncoder`'s. A video config (``num_frames``,
+    ``tubelet_size``) makes a video MAE:
+    clips (B, C, T, H, W) -> :class:`MAEOutput` over the T'*h*w tubelets, with the same pieces.
     """
 
     def __init__(
-        self, config: MAEConfig | None = None, *, masking: MaskingStrategy | None = None, **overrides: Any
+        self,
+        config: MAEConfig | None = None,
+        *,
+        masking: MaskingStrategy | None = None,
+        final_norm: bool = True,
+        **overrides: Any,
     ) -> None:
-        super().__init__(config, masking=masking, **overrides)
+        super().__init__(config, masking=masking, final_norm=final_norm, **overrides)
         config = self.config
         dim = config.decoder_embed_dim
         self.decoder_embed = nn.Linear(config.embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("decoder_pos_embed", sincos_pos_embed_2d(dim, config.grid_size, cls_token=True)[None])
+        if config.is_video:  # fixed and not saved, as the encoder's (see VisionTransformer)
+            table = clip_position_table(dim, config.token_grid, config.video_pos_embed, device=unsaved_table_device())[
+                None
+            ]
+            self.register_buffer("decoder_pos_embed", table, persistent=False)
+        else:
+            self.register_buffer("decoder_pos_embed", sincos_pos_embed_2d(dim, config.grid_size, cls_token=True)[None])
         self.decoder_blocks = build_blocks(
             dim, config.decoder_depth, config.decoder_num_heads, config.mlp_ratio, config.layer_norm_eps
         )
@@ -81,9 +96,10 @@ class MaskedAutoencoderViT(MAEEncoder):
     def checkpoint_rules(self) -> CheckpointRules:
         """The encoder's, but the decoder is used: its heads and pixel target must agree with a checkpoint's too."""
         rules = super().checkpoint_rules
+        tables = () if self.config.is_video else ("decoder_pos_embed",)
         return dataclasses.replace(
             rules,
-            position_tables=(*rules.position_tables, "decoder_pos_embed"),
+            position_tables=(*rules.position_tables, *tables),
             unused=(),
             settings=(*rules.settings, "decoder_num_heads", "norm_pix_loss"),
             shapes=(*rules.shapes, "decoder_embed_dim", "decoder_depth"),
@@ -105,17 +121,22 @@ class MaskedAutoencoderViT(MAEEncoder):
         when the images kept different numbers of patches (a per-image ratio): it says which latent
         rows are padding.
         """
-        grid = self.config.grid_size if grid_size is None else grid_size
+        grid = self.config.token_grid if grid_size is None else tuple(grid_size)
         self._check_decoder_inputs(latent, ids_restore, grid, mask)
         return self._decode(latent, ids_restore, grid, mask)
 
     def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
         """The official method: :func:`patchify` with this model's patch. (B, C, H, W) -> (B, L, P_h*P_w*C)."""
         self.grid_of(imgs)
-        return to_patches(imgs, self.config.patch_hw)
+        return self._pixels(imgs)
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
-        """The official method: :func:`unpatchify` with this model's patch, square grid. (B, L, N) -> (B, C, H, W)."""
+        """The official method: :func:`unpatchify` with this model's patch, square grid. (B, L, N) -> (B, C, H, W).
+
+        Clips: the configured (T', h, w) grid. (B, L, N) -> (B, C, T, H, W).
+        """
+        if self.config.is_video:
+            return unpatchify(x, self.config.tubelet, self.config.token_grid)
         return unpatchify(x, self.config.patch_hw)
 
     def random_masking(
@@ -131,7 +152,7 @@ class MaskedAutoencoderViT(MAEEncoder):
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The loss of :func:`mae_loss` with this model's target. imgs: (B, C, H, W), pred: (B, L, N), mask: (B, L)."""
         self.grid_of(imgs)
-        return mae_loss(pred, patchify(imgs, self.config.patch_hw), mask, norm_pix_loss=self.config.norm_pix_loss)
+        return mae_loss(pred, self._pixels(imgs), mask, norm_pix_loss=self.config.norm_pix_loss)
 
     def forward(  # type: ignore[override]
         self, imgs: torch.Tensor, *, mask_ratio: float | torch.Tensor | None = None, **masking_args: Unpack[MaskingArgs]
@@ -147,40 +168,51 @@ class MaskedAutoencoderViT(MAEEncoder):
         pred = self._decode(
             latent, masked.ids_restore, grid, masked.mask if isinstance(mask_ratio, torch.Tensor) else None
         )
-        loss = masked_mse(pred, to_patches(imgs, self.config.patch_hw), masked.mask, self.config.norm_pix_loss)
+        loss = masked_mse(pred, self._pixels(imgs), masked.mask, self.config.norm_pix_loss)
         return MAEOutput(loss, pred, masked.mask, masked.ids_restore, latent)
 
     def _decode(
-        self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int], mask: torch.Tensor | None
+        self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, ...], mask: torch.Tensor | None
     ) -> torch.Tensor:
         """:meth:`forward_decoder` on inputs already checked."""
         x = self.decoder_embed(latent)
         batch, length = ids_restore.shape
-        mask_tokens = self.mask_token.expand(batch, length + 1 - x.shape[1], -1)
-        shuffled = torch.cat([x[:, 1:], mask_tokens], dim=1)  # (B, L, D) in shuffle order, the kept first
+        prefix = self.num_prefix_tokens  # the class token (images), or none (clips)
+        mask_tokens = self.mask_token.expand(batch, length + prefix - x.shape[1], -1)
+        shuffled = torch.cat([x[:, prefix:], mask_tokens], dim=1)  # (B, L, D) in shuffle order, the kept first
         if mask is not None:  # images kept different numbers: their padding becomes mask tokens too
             shuffled = torch.where(kept_slots(mask, length)[..., None], shuffled, self.mask_token)
         patches = gather_tokens(shuffled, ids_restore)
-        table = position_table_for_grid(self.decoder_pos_embed, self.config.grid_size, grid)
-        x = self.run_blocks(torch.cat([x[:, :1], patches], dim=1) + table, self.decoder_blocks)
-        return self.decoder_pred(self.decoder_norm(x[:, 1:]))
+        if self.config.is_video:
+            table = fixed_clip_table(self.decoder_pos_embed, self.config, grid)
+        else:
+            table = position_table_for_grid(self.decoder_pos_embed, self.config.grid_size, grid)
+        x = self.run_blocks(torch.cat([x[:, :prefix], patches], dim=1) + table, self.decoder_blocks)
+        return self.decoder_pred(self.decoder_norm(x[:, prefix:]))
+
+    def _pixels(self, imgs: torch.Tensor) -> torch.Tensor:
+        """The prediction target's layout of images already checked: (B, C, H, W) or clips -> (B, L, N)."""
+        if self.config.is_video:
+            return to_tubelets(imgs, self.config.tubelet)
+        return to_patches(imgs, self.config.patch_hw)
 
     def _check_decoder_inputs(
-        self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int], mask: torch.Tensor | None
+        self, latent: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, ...], mask: torch.Tensor | None
     ) -> None:
-        width = self.config.embed_dim
+        width, prefix = self.config.embed_dim, self.num_prefix_tokens
         ok_latent = isinstance(latent, torch.Tensor) and latent.dim() == 3 and latent.shape[-1] == width
-        require(ok_latent, "latent", describe(latent), f"a (B, 1 + K, {width}) tensor")
+        require(ok_latent, "latent", describe(latent), f"a (B, {prefix} + K, {width}) tensor")
         ok_ids = (
             isinstance(ids_restore, torch.Tensor)
             and ids_restore.dim() == 2
             and ids_restore.shape[0] == latent.shape[0]
             and ids_restore.dtype == torch.int64
-            and latent.shape[1] <= ids_restore.shape[1] + 1
+            and latent.shape[1] <= ids_restore.shape[1] + prefix
         )
         require(ok_ids, "ids_restore", describe(ids_restore), f"a (B={latent.shape[0]}, L) int64 tensor with L >= K")
         length = ids_restore.shape[1]
-        require(grid[0] * grid[1] == length, "grid_size", grid, f"a grid of h * w = L = {length} patches")
+        ok_grid = len(grid) == len(self.config.token_grid) and math.prod(grid) == length
+        require(ok_grid, "grid_size", grid, f"a grid of {' * '.join('Thw'[-len(grid) :])} = L = {length} patches")
         ok_mask = mask is None or (isinstance(mask, torch.Tensor) and mask.shape == ids_restore.shape)
         require(
             ok_mask, "mask", describe(mask), f"None or a tensor of the shape of ids_restore {tuple(ids_restore.shape)}"

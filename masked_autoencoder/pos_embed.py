@@ -3,6 +3,8 @@ resize of learned tables."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -86,6 +88,28 @@ def sincos_pos_embed_3d(
     space = sincos_pos_embed_2d(dim - time_dim, (height, width), device=device, dtype=work)  # (h*w, 3*dim/4)
     table = torch.cat([time[:, None].expand(-1, height * width, -1), space[None].expand(frames, -1, -1)], dim=-1)
     return table.reshape(frames * height * width, dim).to(dtype)
+
+
+def clip_position_table(
+    dim: int,
+    grid_size: tuple[int, ...],
+    kind: str,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """A video model's fixed table for a (T', h, w) grid: ``kind`` ``"separable"`` (:func:`sincos_pos_embed_3d`) or
+    ``"flat"`` (:func:`sincos_pos_embed_flat` over the T'*h*w tokens). Returns (T'*h*w, dim)."""
+    if kind == "flat":
+        return sincos_pos_embed_flat(dim, math.prod(grid_size), device=device, dtype=dtype)
+    return sincos_pos_embed_3d(dim, grid_size, device=device, dtype=dtype)  # type: ignore[arg-type]
+
+
+def unsaved_table_device() -> torch.device:
+    """Where a fixed table that checkpoints do not hold is built: torch's default device, or the CPU when that is
+    ``meta`` (a model built on meta for loading gets its saved tensors from the file, and this one from nowhere)."""
+    device = torch.get_default_device()
+    return torch.device("cpu") if device.type == "meta" else device
 
 
 def _work_dtype(device: torch.device | str | None) -> tuple[torch.dtype, torch.device]:

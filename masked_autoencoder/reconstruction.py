@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 
 class Reconstruction(NamedTuple):
-    """Images (B, C, H, W) in the model's input space, as in the paper's figures."""
+    """Images (B, C, H, W) in the model's input space, as in the paper's figures (clips: (B, C, T, H, W))."""
 
     masked: torch.Tensor
     """The input with its removed patches set to ``fill``."""
@@ -25,7 +26,8 @@ class Reconstruction(NamedTuple):
     pasted: torch.Tensor
     """The prediction for the removed patches, the input's own pixels for the visible ones."""
     mask: torch.Tensor
-    """(B, 1, H, W), per pixel: 1 on the pixels of removed patches (``MAEOutput.mask`` says it per patch, (B, L))."""
+    """(B, 1, H, W), per pixel: 1 on the pixels of removed patches (``MAEOutput.mask`` says it per patch, (B, L));
+    clips: (B, 1, T, H, W), 1 on the pixels of removed tubelets."""
 
 
 @torch.no_grad()
@@ -48,11 +50,12 @@ def reconstruct(
     per-patch statistics, unbiased variance as in the loss). Runs without gradients.
     """
     out = model(imgs, mask_ratio=mask_ratio, **masking_args)
-    patch, grid = model.config.patch_hw, model.grid_of(imgs)
+    config, grid = model.config, model.grid_of(imgs)
+    patch = config.tubelet if config.is_video else config.patch_hw  # clips: (t, P_h, P_w) tubelets
     target = patchify(imgs, patch).to(out.pred.dtype)
-    pred = _to_pixels(out.pred, target, out.mask) if model.config.norm_pix_loss else out.pred
+    pred = _to_pixels(out.pred, target, out.mask) if config.norm_pix_loss else out.pred
     removed = out.mask.unsqueeze(-1)
-    mask_image = unpatchify(removed.expand(-1, -1, patch[0] * patch[1]), patch, grid)
+    mask_image = unpatchify(removed.expand(-1, -1, math.prod(patch)), patch, grid)
     return Reconstruction(
         masked=unpatchify(target * (1 - removed) + fill * removed, patch, grid),
         reconstruction=unpatchify(pred, patch, grid),

@@ -73,6 +73,24 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         drop_path_rate=0.3,
         summary="ViT-H/14 (1280 wide, 32 blocks), decoder 512 wide, 8 blocks",
     ),
+    # Video: VideoMAE's ViT-B (Tong et al., 2022): 16 frames in tubelets of 2, its flat table, 90% masking.
+    Architecture(
+        name="videomae_vit_base_patch16",
+        aliases=("videomae_vit_base",),
+        config=dict(
+            embed_dim=768,
+            depth=12,
+            num_heads=12,
+            decoder_embed_dim=384,
+            decoder_depth=4,
+            decoder_num_heads=6,
+            num_frames=16,
+            tubelet_size=2,
+            video_pos_embed="flat",
+        ),
+        pretrained="MCG-NJU/videomae-base",
+        summary="video ViT-B/16, 16 frames in tubelets of 2 (768 wide, 12 blocks), decoder 384 wide, 4 blocks",
+    ),
 )
 _BY_NAME = {name: arch for arch in ARCHITECTURES for name in (arch.name, *arch.aliases)}
 

@@ -6,16 +6,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from einops import rearrange
 from torch import nn
 
-from ._validation import describe, is_int, is_number, require
+from ._validation import describe, is_int, is_number, is_static, require
 from .checkpoint_rules import CheckpointRules
 from .config import MAEConfig
 from .hub.mixin import PretrainedMixin
 from .layers import Mlp, PatchEmbed, build_blocks, init_vit_weights, run_block
-from .patches import patch_grid
-from .pos_embed import position_table_for_grid, resize_pos_embed, sincos_pos_embed_2d
+from .patches import clip_grid, patch_grid
+from .pos_embed import (
+    clip_position_table,
+    position_table_for_grid,
+    resize_pos_embed,
+    sincos_pos_embed_2d,
+    unsaved_table_device,
+)
 from .windows import vitdet_global_blocks
 
 _CLS_STD = 0.02
@@ -50,8 +55,6 @@ class VisionTransformer(PretrainedMixin, nn.Module):
     in a global block, the config's grid, and resized linearly for other grids).
     """
 
-    num_prefix_tokens = 1
-
     def __init__(
         self,
         config: MAEConfig,
@@ -65,6 +68,9 @@ class VisionTransformer(PretrainedMixin, nn.Module):
     ) -> None:
         super().__init__()
         require(isinstance(rel_pos, bool), "rel_pos", repr(rel_pos), "a bool")
+        if config.is_video:  # windows and relative biases are laid out over a 2-D grid of patches
+            require(window_size is None, "window_size", repr(window_size), "None for clips (num_frames > 1)")
+            require(not rel_pos, "rel_pos", repr(rel_pos), "False for clips (num_frames > 1)")
         ok_rate = is_number(drop_path_rate) and 0.0 <= drop_path_rate < 1.0
         require(ok_rate, "drop_path_rate", repr(drop_path_rate), "a number in [0, 1)")
         self.window_size = window_size
@@ -73,13 +79,21 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         self.config = config
         self.learned_position_table = learned_position_table
         dim = config.embed_dim
-        self.patch_embed = PatchEmbed(config.patch_hw, config.in_chans, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        table = sincos_pos_embed_2d(dim, config.grid_size, cls_token=True)[None]
-        if learned_position_table:
-            self.pos_embed = nn.Parameter(table)
+        self.patch_embed = PatchEmbed(config.tubelet if config.is_video else config.patch_hw, config.in_chans, dim)
+        # Clips have no class token (VideoMAE, the space-time MAE), and their fixed table is not saved:
+        # VideoMAE's checkpoints hold none, and it is computed exactly from the config.
+        self.num_prefix_tokens = 0 if config.is_video else 1
+        self.cls_token = None if config.is_video else nn.Parameter(torch.zeros(1, 1, dim))
+        if config.is_video:
+            require(not learned_position_table, "learned_position_table", True, "False for clips (a fixed table)")
+            table = clip_position_table(dim, config.token_grid, config.video_pos_embed, device=unsaved_table_device())[
+                None
+            ]
+            self.register_buffer("pos_embed", table, persistent=False)
+        elif learned_position_table:
+            self.pos_embed = nn.Parameter(sincos_pos_embed_2d(dim, config.grid_size, cls_token=True)[None])
         else:  # fixed, but saved: official checkpoints hold it and load strictly
-            self.register_buffer("pos_embed", table)
+            self.register_buffer("pos_embed", sincos_pos_embed_2d(dim, config.grid_size, cls_token=True)[None])
         self.blocks = build_blocks(
             dim,
             config.depth,
@@ -99,18 +113,19 @@ class VisionTransformer(PretrainedMixin, nn.Module):
             for index in range(config.depth)
         ]
         self.grad_checkpointing = False
-        if not self.cls_token.is_meta:  # a model built on meta for loading has nothing to initialise
-            nn.init.normal_(self.cls_token, std=_CLS_STD)
+        if not self.patch_embed.proj.weight.is_meta:  # a model built on meta for loading has nothing to initialise
+            if self.cls_token is not None:
+                nn.init.normal_(self.cls_token, std=_CLS_STD)
             self.apply(init_vit_weights)
 
     @property
     def checkpoint_rules(self) -> CheckpointRules:
         """How checkpoints map onto this model (see :class:`CheckpointRules`)."""
         return CheckpointRules(
-            position_tables=("pos_embed",),
+            position_tables=() if self.config.is_video else ("pos_embed",),
             learned_tables=("pos_embed",) if self.learned_position_table else (),
-            settings=("num_heads", "layer_norm_eps"),
-            shapes=("embed_dim", "depth", "mlp_ratio"),
+            settings=("num_heads", "layer_norm_eps", "video_pos_embed"),
+            shapes=("embed_dim", "depth", "mlp_ratio", "tubelet_size"),
             fresh=tuple(f"blocks.{index}.attn.rel_pos_" for index in range(len(self.blocks)) if self.rel_pos),
             input_filters=("patch_embed.proj.weight",),
             foreign=HEAD_PREFIXES,
@@ -120,14 +135,23 @@ class VisionTransformer(PretrainedMixin, nn.Module):
             ),
         )
 
-    def grid_of(self, imgs: torch.Tensor) -> tuple[int, int]:
-        """Check an image batch for this model and return its patch grid. imgs: (B, C, H, W) -> (H / P_h, W / P_w)."""
-        grid = patch_grid(imgs, self.config.patch_hw, self.config.in_chans)
+    def grid_of(self, imgs: torch.Tensor) -> tuple[int, ...]:
+        """Check an image batch for this model and return its patch grid. imgs: (B, C, H, W) -> (H / P_h, W / P_w).
+
+        Clips (a video model): (B, C, T, H, W) -> (T / t, H / P_h, W / P_w).
+        """
+        config = self.config
+        if config.is_video:
+            grid = clip_grid(imgs, config.tubelet, config.in_chans)
+        else:
+            grid = patch_grid(imgs, config.patch_hw, config.in_chans)
         require(imgs.is_floating_point(), "imgs", describe(imgs), "a floating-point tensor")
         return grid
 
-    def position_table(self, grid: tuple[int, int]) -> torch.Tensor:
-        """The position table for a patch grid, class row first: (1, 1 + h*w, D)."""
+    def position_table(self, grid: tuple[int, ...]) -> torch.Tensor:
+        """The position table for a patch grid, class row first: (1, 1 + h*w, D); clips: (1, T'*h*w, D)."""
+        if self.config.is_video:
+            return fixed_clip_table(self.pos_embed, self.config, grid)
         if self.learned_position_table:
             return resize_pos_embed(self.pos_embed, grid, self.config.grid_size)
         return position_table_for_grid(self.pos_embed, self.config.grid_size, grid)
@@ -199,9 +223,14 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         (the paper's fine-tuning global pool, with the pretrained norm in the place of ``fc_norm``).
         A model without a final norm returns the tokens as they leave the last block.
         """
-        require(pool in POOLS, "pool", repr(pool), f"one of {POOLS}")
+        require(pool in self.pools, "pool", repr(pool), f"one of {self.pools}")
         tokens, grid = self._embed_all(imgs)
-        return self.final_norm(pool_tokens(self.run_blocks(tokens, grid=grid), pool))
+        return self.final_norm(pool_tokens(self.run_blocks(tokens, grid=grid), pool, self.num_prefix_tokens))
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        """The poolings this model offers: ``"token"`` needs a class token (clips have none)."""
+        return POOLS if self.num_prefix_tokens else ("avg",)
 
     def forward_intermediates(
         self,
@@ -232,21 +261,26 @@ class VisionTransformer(PretrainedMixin, nn.Module):
             tokens = run_block(block, tokens, self.grad_checkpointing, None, grid)
             if index in take:
                 shown = self.final_norm(tokens) if norm else tokens
-                outputs.append(_as_output(shown, grid, output_fmt, return_prefix_tokens))
+                outputs.append(_as_output(shown, grid, output_fmt, return_prefix_tokens, self.num_prefix_tokens))
         return outputs if intermediates_only else (self.final_norm(tokens), outputs)
 
-    def _embed(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-        """Check the images, then embed: patches (B, L, D) and class token (B, 1, D), with positions, and the grid."""
+    def _embed(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, ...]]:
+        """Check the images, then embed: patches (B, L, D) and class token (B, 1, D), with positions, and the grid.
+
+        Clips have no class token: None.
+        """
         grid = self.grid_of(imgs)  # before any computation: bad input is our ValueError, not a conv error
         patches = self.patch_embed(imgs)
         table = self.position_table(grid)
+        if self.cls_token is None:
+            return patches + table, None, grid
         cls = (self.cls_token + table[:, :1]).expand(patches.shape[0], -1, -1)
         return patches + table[:, 1:], cls, grid
 
-    def _embed_all(self, imgs: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """:meth:`_embed` with the class token in front: tokens (B, 1 + L, D), and the grid."""
+    def _embed_all(self, imgs: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """:meth:`_embed` with the class token (if any) in front: tokens (B, 1 + L, D), and the grid."""
         patches, cls, grid = self._embed(imgs)
-        return torch.cat([cls, patches], dim=1), grid
+        return (patches if cls is None else torch.cat([cls, patches], dim=1)), grid
 
 
 def _global_blocks(window_size: int | None, global_blocks: Sequence[int] | None, depth: int) -> tuple[int, ...]:
@@ -265,9 +299,24 @@ def _global_blocks(window_size: int | None, global_blocks: Sequence[int] | None,
     return tuple(sorted(set(global_blocks)))
 
 
-def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
-    """One vector per image. tokens: (B, 1 + L, D), class token first -> (B, D): the class token or the patch mean."""
-    return tokens[:, 0] if pool == "token" else tokens[:, 1:].mean(dim=1)
+def pool_tokens(tokens: torch.Tensor, pool: str, prefix: int = 1) -> torch.Tensor:
+    """One vector per image. tokens: (B, prefix + L, D), class token first -> (B, D): the class token or the patch
+    mean. ``prefix``: the tokens in front of the patches (1, the class token; 0 for clips)."""
+    return tokens[:, 0] if pool == "token" else tokens[:, prefix:].mean(dim=1)
+
+
+def unsaved_clip_table(dim: int, config: MAEConfig) -> torch.Tensor:
+    """A video model's fixed table for its configured grid, built where no checkpoint can bring it: (1, L, dim)."""
+    return clip_position_table(dim, config.token_grid, config.video_pos_embed, device=unsaved_table_device())[None]
+
+
+def fixed_clip_table(stored: torch.Tensor, config: MAEConfig, grid: tuple[int, ...]) -> torch.Tensor:
+    """A clip model's stored (1, L, D) table, or its table computed for another tubelet grid: (1, T'*h*w, D)."""
+    if is_static(*grid) and tuple(grid) == config.token_grid:
+        return stored
+    return clip_position_table(
+        stored.shape[-1], grid, config.video_pos_embed, device=stored.device, dtype=stored.dtype
+    )[None]
 
 
 def _block_indices(depth: int, indices: int | Sequence[int] | None) -> list[int]:
@@ -286,9 +335,12 @@ def _block_indices(depth: int, indices: int | Sequence[int] | None) -> list[int]
     return taken
 
 
-def _as_output(tokens: torch.Tensor, grid: tuple[int, int], output_fmt: str, with_prefix: bool) -> Any:
-    """Split off the class token and lay the patch tokens out as asked. tokens: (B, 1 + L, D)."""
-    patches = tokens[:, 1:]
+def _as_output(tokens: torch.Tensor, grid: tuple[int, ...], output_fmt: str, with_prefix: bool, prefix: int) -> Any:
+    """Split off the class token (``prefix`` tokens) and lay the patch tokens out as asked. tokens: (B, 1 + L, D).
+
+    ``"NCHW"``: (B, D, h, w), or (B, D, T', h, w) for clips.
+    """
+    patches = tokens[:, prefix:]
     if output_fmt == "NCHW":
-        patches = rearrange(patches, "b (h w) d -> b d h w", h=grid[0], w=grid[1]).contiguous()
-    return (patches, tokens[:, :1]) if with_prefix else patches
+        patches = patches.transpose(1, 2).unflatten(2, tuple(grid)).contiguous()
+    return (patches, tokens[:, :prefix]) if with_prefix else patches

@@ -30,7 +30,7 @@ from masked_autoencoder import (
     VisionTransformer,
     model_config,
 )
-from masked_autoencoder.hub.known_weights import TIMM, TRANSFORMERS, KnownWeights
+from masked_autoencoder.hub.known_weights import TIMM, TRANSFORMERS, VIDEOMAE, KnownWeights
 from masked_autoencoder.hub.transformers_format import config_to_transformers, to_transformers_state_dict
 
 ATOL = 1e-5
@@ -215,6 +215,52 @@ def timm_files(encoder: MAEEncoder, architecture: str = "vit_base_patch16_224") 
     }
 
 
+# VideoMAE's published file layout, from ViTMAE's: the prefixes that differ.
+_VIDEOMAE_PREFIXES = {
+    "vit.embeddings.patch_embeddings.": "videomae.embeddings.patch_embeddings.",
+    "vit.encoder.layer.": "videomae.encoder.layer.",
+    "vit.layernorm.": "videomae.layernorm.",
+    "decoder.decoder_embed.": "encoder_to_decoder.",
+    "decoder.mask_token": "mask_token",
+    "decoder.decoder_norm.": "decoder.norm.",
+    "decoder.decoder_pred.": "decoder.head.",
+}
+
+
+def videomae_files(model: MaskedAutoencoderViT, *, old_layout: bool = False) -> Files:
+    """A fresh video MAE as a `transformers` VideoMAE checkpoint, in the published key layout (``q_bias`` /
+    ``v_bias``, no key bias, no ``encoder_to_decoder`` bias: zeros in a fresh model, so nothing is lost).
+
+    ``old_layout``: as the Hub's older files, ``pytorch_model.bin`` and a config saying ``qkv_bias``; else
+    ``model.safetensors`` and ``qv_bias``, as `transformers` 5 writes them.
+    """
+    config = model.config
+    tensors = {}
+    for key, tensor in to_transformers_state_dict(model.state_dict()).items():
+        if key.endswith((".key.bias", "decoder_embed.bias")):
+            assert not tensor.any(), key  # VideoMAE has no such bias
+            continue
+        key = key.replace("attention.attention.query.bias", "attention.attention.q_bias")
+        key = key.replace("attention.attention.value.bias", "attention.attention.v_bias")
+        prefix = next((p for p in _VIDEOMAE_PREFIXES if key.startswith(p)), "")
+        tensors[key if not prefix else _VIDEOMAE_PREFIXES[prefix] + key.removeprefix(prefix)] = tensor
+    image = config.replace(num_frames=1, tubelet_size=1, video_pos_embed="separable")
+    written = {
+        key: value for key, value in config_to_transformers(image).items() if key not in ("mask_ratio", "qkv_bias")
+    }
+    written |= {
+        "model_type": "videomae",
+        "architectures": ["VideoMAEForPreTraining"],
+        "num_frames": config.num_frames,
+        "tubelet_size": config.tubelet_size,
+        "use_mean_pooling": False,
+        "qkv_bias" if old_layout else "qv_bias": True,
+    }
+    if old_layout:
+        return {"config.json": _json_bytes(written), "pytorch_model.bin": pickled(tensors)}
+    return {"config.json": _json_bytes(written), "model.safetensors": save(tensors)}
+
+
 def published_model(weights: KnownWeights, seed: int = 0) -> VisionTransformer:
     """A fresh model of what a published checkpoint holds (an MAE, an encoder or a classifier), in float16."""
     if weights.fine_tuned:
@@ -235,6 +281,8 @@ def published_checkpoint(weights: KnownWeights, model: VisionTransformer | None 
     model = published_model(weights) if model is None else model
     if weights.family == TRANSFORMERS:
         return transformers_files(model, torch_dtype="float32")  # type: ignore[arg-type]
+    if weights.family == VIDEOMAE:
+        return videomae_files(model)  # type: ignore[arg-type]
     if weights.family == TIMM:  # timm's architecture is the repo's model name: timm/vit_base_patch16_224.mae
         return timm_files(model, weights.name.removeprefix("timm/").split(".")[0])  # type: ignore[arg-type]
     return {weights.name: pickled({"model": model.state_dict()})}

@@ -30,6 +30,7 @@ CASES = {
     "loading": {"load_file + touch", "ours (our files)", "ours (transformers files)", "transformers from_pretrained"},
     "masking": {"random", "block", "grid", "per-image 0.75", "per-image 0.6-0.9"},
     "dense": {"global", "windowed-rel-pos", "windowed"},
+    "video": {"ours", "transformers-sdpa"},
 }
 
 
@@ -156,3 +157,10 @@ def test_baseline_masks_as_ours_and_never_sees_the_removed_patches():
         assert torch.equal(baseline(changed, noise=noise).latent, out.latent)
         kept_changed = unpatchify(patches + 5 * (1 - out.mask).unsqueeze(-1), 16, (4, 4))
         assert not torch.equal(baseline(kept_changed, noise=noise).latent, out.latent)
+
+
+def test_quick_video_predicts_as_videomae_and_measures_both_sides_memory(quick):
+    results = quick["video"][0]["results"]
+    assert results["prediction_gap"] < 1e-5
+    assert set(results["memory"]) == {"ours", "transformers-sdpa"}
+    assert all(figures["peak"] > 0 for figures in results["memory"].values())

@@ -15,8 +15,18 @@ from .._version import __version__
 from ..config import MAEConfig
 from ..registry import num_heads_for_width
 from .files import CheckpointFiles
-from .known_weights import OFFICIAL, OURS, TIMM, TRANSFORMERS, KnownWeights, known_by_file_name, known_by_repo_id
+from .known_weights import (
+    OFFICIAL,
+    OURS,
+    TIMM,
+    TRANSFORMERS,
+    VIDEOMAE,
+    KnownWeights,
+    known_by_file_name,
+    known_by_repo_id,
+)
 from .transformers_format import config_from_transformers, from_transformers_state_dict
+from .videomae_format import config_from_videomae, from_videomae_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +169,19 @@ def _convert(
             *(("decoder_num_heads",) if "decoder_embed.weight" in state_dict else ()),
         )
         return config, state_dict, {f: getattr(config, f) for f in fields}
+    if family == VIDEOMAE:
+        if files.config is None:
+            raise ValueError("transformers VideoMAE weights need their config.json beside them")
+        config, state_dict = config_from_videomae(written), from_videomae_state_dict(tensors)
+        fields = (
+            "num_heads",
+            "norm_pix_loss",
+            "video_pos_embed",
+            "num_frames",
+            "tubelet_size",
+            *(("decoder_num_heads",) if "decoder_embed.weight" in state_dict else ()),
+        )
+        return config, state_dict, {f: getattr(config, f) for f in fields}
     if family == OURS:
         _check_our_format(written)
         config = MAEConfig.from_dict(written["config"])
@@ -176,11 +199,15 @@ def _family(files: CheckpointFiles, tensors: dict[str, torch.Tensor]) -> str:
     if config.get("library") == OURS:
         return OURS
     if "model_type" in config:
-        if config["model_type"] != "vit_mae":
+        families = {"vit_mae": TRANSFORMERS, "videomae": VIDEOMAE}
+        if config["model_type"] not in families:
             raise ValueError(
-                f"{files.source} is a {config['model_type']!r} checkpoint, not a Masked Autoencoder (vit_mae)"
+                f"{files.source} is a {config['model_type']!r} checkpoint, not a Masked Autoencoder "
+                f"(one of {list(families)})"
             )
-        return TRANSFORMERS
+        return families[config["model_type"]]
+    if any(key.startswith("videomae.") for key in tensors):
+        return VIDEOMAE
     if any(key.startswith(("vit.", "decoder.decoder_", *_BARE_ENCODER)) for key in tensors):
         return TRANSFORMERS
     if "architecture" in config:

@@ -14,6 +14,7 @@ TRANSFORMERS = "transformers"  # transformers' ViTMAE files (config.json with mo
 TIMM = "timm"  # timm's encoders: official encoder keys, a timm config.json
 OFFICIAL = "official"  # the paper's .pth files, {'model': state_dict}, no config
 OURS = "masked-autoencoder"  # save_pretrained of this library
+VIDEOMAE = "videomae"  # transformers' VideoMAE files (config.json with model_type videomae)
 
 _FB = "https://dl.fbaipublicfiles.com/mae"
 _FACEBOOK_NOTE = "Card says apache-2.0; the weights are the official raw-pixel (visualize) release, CC-BY-NC 4.0."
@@ -221,6 +222,24 @@ KNOWN_WEIGHTS: tuple[KnownWeights, ...] = (
         fine_tuned=True,
         url=f"{_FB}/finetune/mae_finetuned_vit_huge.pth",
         notes="ImageNet-1K classifier.",
+    ),
+    KnownWeights(
+        name="MCG-NJU/videomae-base",
+        architecture="videomae_vit_base_patch16",
+        family=VIDEOMAE,
+        norm_pix_loss=True,
+        has_decoder=True,
+        url="https://huggingface.co/MCG-NJU/videomae-base",
+        notes="VideoMAE, Kinetics-400, 1600 epochs; per-channel normalized tubelet pixels (see docs/video.md).",
+    ),
+    KnownWeights(
+        name="MCG-NJU/videomae-base-short",
+        architecture="videomae_vit_base_patch16",
+        family=VIDEOMAE,
+        norm_pix_loss=True,
+        has_decoder=True,
+        url="https://huggingface.co/MCG-NJU/videomae-base-short",
+        notes="VideoMAE, Kinetics-400, 800 epochs; per-channel normalized tubelet pixels (see docs/video.md).",
     ),
 )
 _BY_NAME = {weights.name: weights for weights in KNOWN_WEIGHTS}

@@ -87,8 +87,8 @@ def load_model(
     model.load_state_dict(state, strict=plan.complete, assign=True)
     model.pretrained_cfg = resolve_pretrained_cfg(checkpoint.pretrained_cfg, model.config)
     report(plan, checkpoint.source)
-    # Complete: every tensor was just assigned on map_location. Otherwise fresh ones are still on the CPU.
-    return (model if plan.complete else model.to(map_location)).eval()
+    # Fresh tensors (an incomplete plan) and tables no file holds (a video model's) are still on the CPU.
+    return model.to(map_location).eval()
 
 
 def load_into(
