@@ -33,11 +33,12 @@ def test_video_pretrains_on_moving_digits_and_reports_psnr_against_the_mean_fill
     assert (tmp_path / "reconstruction.png").stat().st_size > 0
     model = MaskedAutoencoderViT.from_pretrained(tmp_path / "checkpoint")
     assert (model.config.num_frames, model.config.tubelet_size, model.config.mask_ratio) == (4, 2, 0.9)
-
-
-def test_video_takes_random_space_time_masking(tmp_path):
-    stdout = run(EXAMPLES / "video.py", *TINY_CLIPS, "--masking", "random", "--output", tmp_path, cwd=tmp_path)
     assert "random masking at 0.9" in stdout
+
+
+def test_video_takes_videomaes_tube_masking(tmp_path):
+    stdout = run(EXAMPLES / "video.py", *TINY_CLIPS, "--masking", "tube", "--output", tmp_path, cwd=tmp_path)
+    assert "tube masking at 0.9" in stdout
 
 
 def test_video_refuses_frames_smaller_than_a_digit_in_one_line(tmp_path):
