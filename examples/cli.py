@@ -17,12 +17,12 @@ EXPECTED_ERRORS = (OSError, ValueError)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every flag's default after its help (None: the help says it)."""
+    """The module docstring as written, and every flag's default after its help (unless the help says it)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        # A None default means "decided at run time" (a resumed checkpoint's value, the data's statistics),
-        # which the flag's help describes.
-        return action.help if action.default is None else super()._get_help_string(action)
+        # A help that says its default itself ("default: cuda if available", a resumed checkpoint's value)
+        # would otherwise end in "(default: None)".
+        return action.help if "default" in (action.help or "") else super()._get_help_string(action)
 
 
 def argument_parser(description: str | None) -> argparse.ArgumentParser:

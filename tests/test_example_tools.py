@@ -105,6 +105,7 @@ SCRIPTS = [
     ("linear_probe.py",),
     ("finetune.py", "--data", "ROOT"),
     ("linear_probe.py", "--data", "ROOT"),
+    ("video.py",),
 ]
 
 
@@ -138,7 +139,7 @@ def help_texts() -> dict[str, str]:
 def test_help_of_every_example_gives_every_flag_a_help_text_and_its_default(help_texts, command):
     options = _options(help_texts[command])
     assert len(options) > 3, help_texts[command]
-    without = [flag for flag, text in options.items() if flag != "-h" and "(default:" not in text]
+    without = [flag for flag, text in options.items() if flag != "-h" and "default:" not in text]
     assert without == [], f"{command}: flags without help (or default): {without}"
 
 
