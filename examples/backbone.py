@@ -20,13 +20,12 @@ from common import (
     add_model_arguments,
     build_model,
     choose_device,
-    denormalize,
-    pretrain_transform,
     sample_photos,
 )
 from einops import rearrange
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
+from transforms import DataConfig, denormalize, pretrain_transform
 
 from masked_autoencoder import MAEEncoder
 
@@ -49,9 +48,10 @@ class DenseHead(nn.Module):
         return rearrange(logits, "b (p q) h w -> b 1 (h p) (w q)", p=self.patch[0], q=self.patch[1])
 
 
-def brighter_than_median(imgs: torch.Tensor) -> torch.Tensor:
-    """The toy target: 1 where a pixel's luma is above its image's median. imgs: (B, 3, H, W), normalised."""
-    luma = (denormalize(imgs) * torch.tensor(LUMA, device=imgs.device).view(3, 1, 1)).sum(dim=1, keepdim=True)
+def brighter_than_median(imgs: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
+    """The toy target: 1 where a pixel's luma is above its image's median. imgs: (B, 3, H, W), normalised by
+    ``cfg`` (the encoder's ``pretrained_cfg``)."""
+    luma = (denormalize(imgs, cfg) * torch.tensor(LUMA, device=imgs.device).view(3, 1, 1)).sum(dim=1, keepdim=True)
     median = luma.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)
     return (luma > median).float()
 
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     config, blocks = encoder.config, spread_blocks(encoder.config.depth)
     head = DenseHead(len(blocks) * config.embed_dim, config.patch_hw).to(device)
     optimizer = torch.optim.AdamW(head.parameters(), lr=args.lr)
-    dataset = Photos(sample_photos(config.image_hw), pretrain_transform(config.image_hw))
+    cfg = encoder.pretrained_cfg  # the input its weights expect
+    dataset = Photos(sample_photos(config.image_hw), pretrain_transform(cfg))
     # Drawn with replacement, a new random crop each time: one pass of the loader makes every step.
     sampler = RandomSampler(dataset, replacement=True, num_samples=args.steps * args.batch_size)
     loader = DataLoader(dataset, args.batch_size, sampler=sampler)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         imgs = imgs.to(device)
         with torch.no_grad():  # the final norm puts every block's features on one scale
             maps = encoder.forward_intermediates(imgs, blocks, norm=True, output_fmt="NCHW", intermediates_only=True)
-        logits, target = head(maps), brighter_than_median(imgs)
+        logits, target = head(maps), brighter_than_median(imgs, cfg)
         loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

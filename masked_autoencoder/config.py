@@ -11,6 +11,7 @@ from ._validation import fail, require, require_mask_ratio, require_positive_int
 Size = int | tuple[int, int]
 IMAGE_MASK_RATIO = 0.75  # the paper's
 CLIP_MASK_RATIO = 0.9  # the space-time MAE's and VideoMAE's
+LOSS_TARGETS = ("mae", "videomae")
 # Width multiples each fixed table needs: (row, column) x (sin, cos) quarters; time in a quarter, space in
 # the rest split likewise; (sin, cos) pairs.
 _TABLE_WIDTHS = {"2d": (4, "2-D sin-cos"), "separable": (16, "separable space-time"), "flat": (2, "flat 1-D")}
@@ -31,6 +32,11 @@ class MAEConfig:
     (time and space in their own dims, :func:`~masked_autoencoder.pos_embed.sincos_pos_embed_3d`) or
     ``"flat"`` (VideoMAE's 1-D table of the token index). ``mask_ratio`` defaults to the paper's 0.75 for
     images and 0.9 for clips (the space-time MAE's and VideoMAE's).
+
+    ``loss_target``: what the decoder learns to predict. ``"mae"`` (the official MAE's and the space-time
+    MAE's): the model's input, with ``norm_pix_loss`` each patch normalised by its own mean and variance.
+    ``"videomae"`` (VideoMAE's weights): the pixels in the data's units (the input un-normalised with the
+    model's ``pretrained_cfg``), with ``norm_pix_loss`` each channel of a patch normalised apart (std + eps).
     """
 
     img_size: Size = 224
@@ -49,6 +55,7 @@ class MAEConfig:
     num_frames: int = 1
     tubelet_size: int = 1
     video_pos_embed: str = "separable"
+    loss_target: str = "mae"
 
     def __post_init__(self) -> None:
         image_h, image_w = to_pair(self.img_size, "img_size")
@@ -70,6 +77,7 @@ class MAEConfig:
         ):
             require_positive_int(getattr(self, name), name)
         self._check_clip_fields()
+        require(self.loss_target in LOSS_TARGETS, "loss_target", repr(self.loss_target), f"one of {LOSS_TARGETS}")
         for width, heads in (("embed_dim", "num_heads"), ("decoder_embed_dim", "decoder_num_heads")):
             dim, num_heads = getattr(self, width), getattr(self, heads)
             require(dim % num_heads == 0, width, dim, f"divisible by {heads}={num_heads}")

@@ -15,7 +15,7 @@ from .checkpoint_rules import CheckpointRules
 from .config import MAEConfig
 from .encoder import MAEEncoder
 from .layers import build_blocks, init_vit_weights
-from .loss import mae_loss, masked_mse
+from .loss import check_loss_inputs, masked_mse
 from .masking import MaskingArgs, MaskingStrategy, RandomMasking, gather_tokens, kept_slots
 from .patches import to_patches, to_tubelets, unpatchify
 from .pos_embed import clip_position_table, position_table_for_grid, sincos_pos_embed_2d, unsaved_table_device
@@ -101,7 +101,7 @@ class MaskedAutoencoderViT(MAEEncoder):
             rules,
             position_tables=(*rules.position_tables, *tables),
             unused=(),
-            settings=(*rules.settings, "decoder_num_heads", "norm_pix_loss"),
+            settings=(*rules.settings, "decoder_num_heads", "norm_pix_loss", "loss_target"),
             shapes=(*rules.shapes, "decoder_embed_dim", "decoder_depth"),
             pixel_outputs=("decoder_pred.weight", "decoder_pred.bias"),
         )
@@ -150,9 +150,11 @@ class MaskedAutoencoderViT(MAEEncoder):
         return masked.kept, masked.mask, masked.ids_restore
 
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The loss of :func:`mae_loss` with this model's target. imgs: (B, C, H, W), pred: (B, L, N), mask: (B, L)."""
+        """The loss of :func:`mae_loss` with this model's target (``loss_target``). imgs: (B, C, H, W), pred: (B, L, N),
+        mask: (B, L)."""
         self.grid_of(imgs)
-        return mae_loss(pred, self._pixels(imgs), mask, norm_pix_loss=self.config.norm_pix_loss)
+        check_loss_inputs(pred, self._pixels(imgs), mask)
+        return self._loss(pred, imgs, mask)
 
     def forward(  # type: ignore[override]
         self, imgs: torch.Tensor, *, mask_ratio: float | torch.Tensor | None = None, **masking_args: Unpack[MaskingArgs]
@@ -168,7 +170,7 @@ class MaskedAutoencoderViT(MAEEncoder):
         pred = self._decode(
             latent, masked.ids_restore, grid, masked.mask if isinstance(mask_ratio, torch.Tensor) else None
         )
-        loss = masked_mse(pred, self._pixels(imgs), masked.mask, self.config.norm_pix_loss)
+        loss = self._loss(pred, imgs, masked.mask)
         return MAEOutput(loss, pred, masked.mask, masked.ids_restore, latent)
 
     def _decode(
@@ -189,6 +191,34 @@ class MaskedAutoencoderViT(MAEEncoder):
             table = position_table_for_grid(self.decoder_pos_embed, self.config.grid_size, grid)
         x = self.run_blocks(torch.cat([x[:, :prefix], patches], dim=1) + table, self.decoder_blocks)
         return self.decoder_pred(self.decoder_norm(x[:, prefix:]))
+
+    def _loss(self, pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The loss on the config's ``loss_target``, of images already checked. pred: (B, L, N), mask: (B, L) -> ()."""
+        config = self.config
+        if config.loss_target == "mae":
+            return masked_mse(pred, self._pixels(imgs), mask, config.norm_pix_loss)
+        target = self._pixels(self.in_data_units(imgs))
+        return masked_mse(pred, target, mask, config.norm_pix_loss, channels=config.in_chans)
+
+    def in_data_units(self, imgs: torch.Tensor) -> torch.Tensor:
+        """Images (or clips) in the model's input space -> in the data's units, un-normalised with ``pretrained_cfg``:
+        (B, C, ...) -> (B, C, ...). ``loss_target="videomae"`` predicts these."""
+        mean, std = self._data_stats(imgs)
+        return imgs * std + mean
+
+    def in_input_space(self, imgs: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`in_data_units`: (B, C, ...) in the data's units -> normalised, the model's input."""
+        mean, std = self._data_stats(imgs)
+        return (imgs - mean) / std
+
+    def _data_stats(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pretrained_cfg``'s mean and std, shaped to broadcast over the channels (dim 1) of ``imgs``."""
+        shape = (-1,) + (1,) * (imgs.dim() - 2)
+        cfg = self.pretrained_cfg
+        mean, std = (
+            torch.tensor(cfg[key], dtype=imgs.dtype, device=imgs.device).view(shape) for key in ("mean", "std")
+        )
+        return mean, std
 
     def _pixels(self, imgs: torch.Tensor) -> torch.Tensor:
         """The prediction target's layout of images already checked: (B, C, H, W) or clips -> (B, L, N)."""

@@ -47,13 +47,20 @@ def reconstruct(
     When the model predicts per-patch normalized pixels (``config.norm_pix_loss``), a prediction says
     nothing of a patch's own mean and variance, which were hidden: each patch is mapped back to pixels
     with the mean and the standard deviation averaged over the *visible* patches of its image (their
-    per-patch statistics, unbiased variance as in the loss). Runs without gradients.
+    per-patch statistics, unbiased variance as in the loss). A model with ``loss_target="videomae"`` predicts
+    the pixels in the data's units (with ``norm_pix_loss``, each channel of a patch normalised apart, mapped back
+    by the visible patches' per-channel statistics), brought back to its input space. Runs without gradients.
     """
     out = model(imgs, mask_ratio=mask_ratio, **masking_args)
     config, grid = model.config, model.grid_of(imgs)
     patch = config.tubelet if config.is_video else config.patch_hw  # clips: (t, P_h, P_w) tubelets
     target = patchify(imgs, patch).to(out.pred.dtype)
-    pred = _to_pixels(out.pred, target, out.mask) if config.norm_pix_loss else out.pred
+    if config.loss_target == "mae":
+        pred = _to_pixels(out.pred, target, out.mask, 1) if config.norm_pix_loss else out.pred
+    else:  # VideoMAE's: pixels in the data's units, each channel normalised apart
+        data = patchify(model.in_data_units(imgs), patch).to(out.pred.dtype)
+        in_data_units = _to_pixels(out.pred, data, out.mask, config.in_chans) if config.norm_pix_loss else out.pred
+        pred = patchify(model.in_input_space(unpatchify(in_data_units, patch, grid)), patch)
     removed = out.mask.unsqueeze(-1)
     mask_image = unpatchify(removed.expand(-1, -1, math.prod(patch)), patch, grid)
     return Reconstruction(
@@ -64,10 +71,19 @@ def reconstruct(
     )
 
 
-def _to_pixels(pred: torch.Tensor, target: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
-    """Undo per-patch normalisation with the visible patches' average statistics. pred, target: (B, L, N)."""
-    visible = (1 - removed).unsqueeze(-1)  # (B, L, 1)
+def _to_pixels(pred: torch.Tensor, target: torch.Tensor, removed: torch.Tensor, groups: int) -> torch.Tensor:
+    """Undo per-patch normalisation with the visible patches' average statistics. pred, target: (B, L, N).
+
+    ``groups``: 1, each patch normalised as a whole (:func:`~masked_autoencoder.normalized_pixels`); C, each of
+    its C channels (channel last) apart, std + eps (:func:`~masked_autoencoder.loss.channel_normalized_pixels`).
+    """
+    visible = (1 - removed)[:, :, None, None]  # (B, L, 1, 1)
     count = visible.sum(dim=1, keepdim=True).clamp_min(1)
-    mean = (target.mean(dim=-1, keepdim=True) * visible).sum(dim=1, keepdim=True) / count
-    std = ((patch_variance(target) + NORM_PIX_EPS).sqrt() * visible).sum(dim=1, keepdim=True) / count
-    return pred * std + mean
+    split = target.unflatten(-1, (-1, groups)) if groups > 1 else target[..., None]  # (B, L, N / G, G)
+    mean = split.mean(dim=-2, keepdim=True)
+    if groups > 1:
+        scale = split.var(dim=-2, keepdim=True).sqrt() + NORM_PIX_EPS
+    else:
+        scale = (patch_variance(target)[..., None] + NORM_PIX_EPS).sqrt()
+    mean, scale = ((value * visible).sum(dim=1, keepdim=True) / count for value in (mean, scale))
+    return (pred.unflatten(-1, split.shape[-2:]) * scale + mean).flatten(-2)

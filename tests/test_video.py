@@ -1,6 +1,7 @@
 """Video MAEs: clips (B, C, T, H, W) in tubelets, space-time and tube masking, the backbone API, and volumes."""
 
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from masked_autoencoder import (
     patchify,
     reconstruct,
 )
+from masked_autoencoder.loss import channel_normalized_pixels
 from masked_autoencoder.pos_embed import sincos_pos_embed_3d, sincos_pos_embed_flat
 
 CLIPS = TINY.replace(num_frames=4, tubelet_size=2)  # a (2, 4, 4) grid of 2 x 8 x 8 tubelets: L = 32
@@ -223,3 +225,26 @@ def test_a_video_mae_becomes_a_video_classifier_in_memory_as_on_disk(tmp_path):
     shared = set(in_memory.state_dict()) - {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}
     for key in shared:
         assert torch.equal(in_memory.state_dict()[key], on_disk.state_dict()[key]), key
+
+
+def test_videomaes_target_normalises_each_channel_of_a_tubelet_apart():
+    target = torch.randn(2, 5, 4 * 3)  # (B, L, P*C), channel last
+    normalised = channel_normalized_pixels(target, 3).view(2, 5, 4, 3)
+    for channel in range(3):
+        values = target.view(2, 5, 4, 3)[..., channel]
+        expected = (values - values.mean(-1, keepdim=True)) / (values.std(-1, keepdim=True) + 1e-6)
+        torch.testing.assert_close(normalised[..., channel], expected)
+
+
+def test_a_perfect_videomae_target_prediction_reconstructs_the_clip():
+    model = seeded(MaskedAutoencoderViT, CLIPS.replace(loss_target="videomae"))
+    model.pretrained_cfg = {"mean": (0.2, 0.4, 0.6), "std": (0.5, 0.25, 2.0)}
+    video = clips()
+    perfect = patchify(model.in_data_units(video), CLIPS.tubelet)  # the pixels in the data's units
+    with mock.patch.object(model, "_decode", return_value=perfect):
+        out = reconstruct(model, video)
+        assert model(video).loss == 0
+    torch.testing.assert_close(out.pasted, video)
+    torch.testing.assert_close(model.in_input_space(model.in_data_units(video)), video)
+    with pytest.raises(ValueError, match=r"loss_target must be one of \('mae', 'videomae'\), got 'pixels'"):
+        CLIPS.replace(loss_target="pixels")

@@ -68,6 +68,19 @@ def predictions(ours: MaskedAutoencoderViT, reference: VideoMAEForPreTraining) -
     return logits, pred[mask].reshape(logits.shape)
 
 
+@pytest.mark.parametrize("norm_pix_loss", [True, False])
+def test_the_loss_is_videomaes_on_either_target(tmp_path, norm_pix_loss):
+    reference = theirs(norm_pix_loss=norm_pix_loss)
+    ours = MaskedAutoencoderViT.from_pretrained(write_folder(tmp_path / "copy", saved(reference, tmp_path / "s")))
+    assert (ours.config.loss_target, ours.config.norm_pix_loss) == ("videomae", norm_pix_loss)
+    reference.decoder.norm.eps = ours.config.layer_norm_eps
+    video, mask = inputs()
+    with torch.no_grad():
+        expected = reference(video, bool_masked_pos=mask).loss
+        loss = ours(video.transpose(1, 2), mask=mask).loss
+    torch.testing.assert_close(loss, expected, rtol=0, atol=ATOL)
+
+
 def test_transformers_files_load_every_key_and_predict_as_transformers(tmp_path, caplog):
     reference = theirs()
     with caplog.at_level(logging.INFO, logger="masked_autoencoder"):

@@ -177,6 +177,7 @@ def _convert(
             "num_heads",
             "norm_pix_loss",
             "video_pos_embed",
+            "loss_target",
             "num_frames",
             "tubelet_size",
             *(("decoder_num_heads",) if "decoder_embed.weight" in state_dict else ()),

@@ -67,7 +67,8 @@ def has_encoder_norm(state_dict: dict[str, torch.Tensor]) -> bool:
 def config_from_videomae(written: dict[str, Any]) -> MAEConfig:
     """A `transformers` VideoMAE ``config.json`` dict -> :class:`MAEConfig` (values taken as written).
 
-    VideoMAE's table is the flattened 1-D one and its mask ratio 0.9 (the tube masking its files do not record).
+    VideoMAE's table is the flattened 1-D one, its mask ratio 0.9 (the tube masking its files do not record), and
+    its loss target its own (``loss_target="videomae"``).
     """
     require(written.get("model_type") == "videomae", "config model_type", repr(written.get("model_type")), "'videomae'")
     values = _VIDEOMAE_DEFAULTS | written
@@ -75,7 +76,7 @@ def config_from_videomae(written: dict[str, Any]) -> MAEConfig:
     as_vit_mae = {key: value for key, value in values.items() if key not in ("qkv_bias", "qv_bias", "num_frames")}
     as_vit_mae |= {"model_type": "vit_mae", "mask_ratio": CLIP_MASK_RATIO}
     video = {"num_frames": values["num_frames"], "tubelet_size": values["tubelet_size"], "video_pos_embed": "flat"}
-    return config_from_transformers(as_vit_mae).replace(**video)
+    return config_from_transformers(as_vit_mae).replace(**video, loss_target="videomae")
 
 
 def _to_vit_mae(key: str) -> str:
