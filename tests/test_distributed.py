@@ -120,9 +120,9 @@ def _mae(model: torch.nn.Module) -> MaskedAutoencoderViT:
 
 def _run_pretrain(rank: int, images: torch.Tensor) -> dict[str, object]:
     """pretrain.py on this rank's half: the mask its seeding draws, and its step with 1 and 2 micro-batches."""
-    pretrain = importlib.import_module("pretrain")
-    model, job = _model(), pretrain.Job(rank, WORLD_SIZE, torch.device("cpu"))
-    pretrain.seed_process(0, job)
+    pretrain, run_state = importlib.import_module("pretrain"), importlib.import_module("run_state")
+    model, job = _model(), run_state.Job(rank, WORLD_SIZE, torch.device("cpu"))
+    run_state.seed_process(0, job)
     result: dict[str, object] = {"mask": model(torch.zeros(2, 3, 32, 32)).mask}  # the same images on every rank
     calls: list[int] = []
 
@@ -241,12 +241,12 @@ def test_pretrain_accumulation_under_ddp_equals_one_large_batch_with_one_synchro
     assert all("error" not in result for result in ranks), [result.get("error") for result in ranks]
     sys.path.insert(0, str(EXAMPLES))
     try:
-        pretrain = importlib.import_module("pretrain")
+        pretrain, run_state = importlib.import_module("pretrain"), importlib.import_module("run_state")
     finally:
         sys.path.remove(str(EXAMPLES))
     model = _PixelNoise()
     images, _ = _batch()
-    _pretrain_step(pretrain, model, [images], pretrain.Job(0, 1, torch.device("cpu")))
+    _pretrain_step(pretrain, model, [images], run_state.Job(0, 1, torch.device("cpu")))
     for result in ranks:
         # no_sync before the last micro-batch: as many all-reduces with two micro-batches as with one.
         assert result["accumulate2"]["synchronisations"] == result["accumulate1"]["synchronisations"]

@@ -345,7 +345,7 @@ from pathlib import Path
 import torch
 torch.set_num_threads(1)  # no thread pool before fork
 sys.path.insert(0, sys.argv[1])
-import pretrain
+import run_state
 from masked_autoencoder import MaskedAutoencoderViT, create_model
 folder, model, step = Path(sys.argv[2]), create_model("mae_vit_tiny", img_size=32, patch_size=8, depth=1), 0
 for delay in map(float, sys.argv[3:]):
@@ -355,7 +355,7 @@ for delay in map(float, sys.argv[3:]):
             step += 1
             model.cls_token.data.fill_(step)  # each checkpoint tells its step
             state = {"step": step, "blob": torch.full((200_000,), float(step))}  # 800 kB: a save takes a while
-            pretrain.save_checkpoint(folder, model, state)
+            run_state.save_checkpoint(folder, model, state)
     time.sleep(delay)
     os.kill(saver, signal.SIGKILL)
     os.waitpid(saver, 0)
@@ -439,7 +439,7 @@ def batch_of_four() -> torch.Tensor:
 
 def test_accumulated_micro_batches_equal_one_large_batch(pretrain):
     images = batch_of_four()
-    job = pretrain.Job(0, 1, torch.device("cpu"))
+    job = importlib.import_module("run_state").Job(0, 1, torch.device("cpu"))
     results = []
     for micro in ([images], [images[:2], images[2:]], list(images.split(1))):
         model = NoiseFromPixels()
