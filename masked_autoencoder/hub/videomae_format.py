@@ -32,7 +32,6 @@ _TO_VIT_MAE = {
 _ATTENTION = ".attention.attention."
 # The published files' bias names -> the in-memory ones.
 _BIASES = {"q_bias": "query.bias", "v_bias": "value.bias"}
-_ENCODER_NORM = "videomae.layernorm.weight"
 # What `transformers`' VideoMAEConfig assumes for a field that a config.json leaves out, where ViTMAE's differs.
 _VIDEOMAE_DEFAULTS: dict[str, Any] = {
     "num_frames": 16,
@@ -57,11 +56,6 @@ def from_videomae_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, t
     if weight is not None:  # VideoMAE's encoder_to_decoder has no bias
         renamed.setdefault("decoder.decoder_embed.bias", weight.new_zeros(weight.shape[0]))
     return from_transformers_state_dict(renamed)
-
-
-def has_encoder_norm(state_dict: dict[str, torch.Tensor]) -> bool:
-    """Whether a VideoMAE file holds the encoder's final norm (``use_mean_pooling=False``, as the published ones)."""
-    return _ENCODER_NORM in state_dict
 
 
 def config_from_videomae(written: dict[str, Any]) -> MAEConfig:
