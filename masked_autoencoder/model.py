@@ -153,8 +153,9 @@ class MaskedAutoencoderViT(MAEEncoder):
         """The loss of :func:`mae_loss` with this model's target (``loss_target``). imgs: (B, C, H, W), pred: (B, L, N),
         mask: (B, L)."""
         self.grid_of(imgs)
-        check_loss_inputs(pred, self._pixels(imgs), mask)
-        return self._loss(pred, imgs, mask)
+        target = self._target(imgs)
+        check_loss_inputs(pred, target, mask)
+        return self._loss(pred, target, mask)
 
     def forward(  # type: ignore[override]
         self, imgs: torch.Tensor, *, mask_ratio: float | torch.Tensor | None = None, **masking_args: Unpack[MaskingArgs]
@@ -170,7 +171,7 @@ class MaskedAutoencoderViT(MAEEncoder):
         pred = self._decode(
             latent, masked.ids_restore, grid, masked.mask if isinstance(mask_ratio, torch.Tensor) else None
         )
-        loss = self._loss(pred, imgs, masked.mask)
+        loss = self._loss(pred, self._target(imgs), masked.mask)
         return MAEOutput(loss, pred, masked.mask, masked.ids_restore, latent)
 
     def _decode(
@@ -192,13 +193,21 @@ class MaskedAutoencoderViT(MAEEncoder):
         x = self.run_blocks(torch.cat([x[:, :prefix], patches], dim=1) + table, self.decoder_blocks)
         return self.decoder_pred(self.decoder_norm(x[:, prefix:]))
 
-    def _loss(self, pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The loss on the config's ``loss_target``, of images already checked. pred: (B, L, N), mask: (B, L) -> ()."""
+    def _target(self, imgs: torch.Tensor) -> torch.Tensor:
+        """The pixels the config's ``loss_target`` predicts, of images already checked: (B, C, ...) -> (B, L, N).
+
+        ``"mae"``: the input's patches; ``"videomae"``: the patches of the input in the data's units.
+        """
+        return self._pixels(imgs if self.config.loss_target == "mae" else self.in_data_units(imgs))
+
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The loss on the config's ``loss_target``. pred, target (:meth:`_target`): (B, L, N), mask: (B, L) -> ().
+
+        With ``norm_pix_loss``, VideoMAE's target normalises each channel of a patch apart.
+        """
         config = self.config
-        if config.loss_target == "mae":
-            return masked_mse(pred, self._pixels(imgs), mask, config.norm_pix_loss)
-        target = self._pixels(self.in_data_units(imgs))
-        return masked_mse(pred, target, mask, config.norm_pix_loss, channels=config.in_chans)
+        channels = None if config.loss_target == "mae" else config.in_chans
+        return masked_mse(pred, target, mask, config.norm_pix_loss, channels=channels)
 
     def in_data_units(self, imgs: torch.Tensor) -> torch.Tensor:
         """Images (or clips) in the model's input space -> in the data's units, un-normalised with ``pretrained_cfg``:
