@@ -132,16 +132,9 @@ def build_model(args: argparse.Namespace) -> MaskedAutoencoderViT:
     return MaskedAutoencoderViT(config, masking=MASKINGS[args.masking](args.mask_ratio))
 
 
-def normalize(pixels: torch.Tensor, model: MaskedAutoencoderViT) -> torch.Tensor:
-    """[0, 1] clips (N, C, T, H, W) -> the model's input space (its ``pretrained_cfg`` mean and std)."""
-    mean, std = (torch.tensor(model.pretrained_cfg[key]).view(-1, 1, 1, 1) for key in ("mean", "std"))
-    return (pixels - mean) / std
-
-
-def denormalize(clips: torch.Tensor, model: MaskedAutoencoderViT) -> torch.Tensor:
-    """The model's input space (N, C, T, H, W) -> [0, 1] pixels, clipped."""
-    mean, std = (torch.tensor(model.pretrained_cfg[key]).view(-1, 1, 1, 1) for key in ("mean", "std"))
-    return (clips * std + mean).clamp(0, 1)
+def to_pixels(clips: torch.Tensor, model: MaskedAutoencoderViT) -> torch.Tensor:
+    """The model's input space (N, C, T, H, W) -> [0, 1] pixels, clipped (its ``pretrained_cfg`` mean and std)."""
+    return model.in_data_units(clips).clamp(0, 1)
 
 
 def frames_as_image(clips: torch.Tensor) -> torch.Tensor:
@@ -153,8 +146,8 @@ def frames_as_image(clips: torch.Tensor) -> torch.Tensor:
 def measure(model: MaskedAutoencoderViT, pixels: torch.Tensor, seed: int) -> dict[str, float]:
     """PSNR (dB) over the removed tubelets of [0, 1] clips: the reconstruction, and the visible mean colour."""
     model.eval()
-    out = reconstruct(model, normalize(pixels, model), generator=torch.Generator().manual_seed(seed))
-    predicted, mask = frames_as_image(denormalize(out.pasted, model)), frames_as_image(out.mask)
+    out = reconstruct(model, model.in_input_space(pixels), generator=torch.Generator().manual_seed(seed))
+    predicted, mask = frames_as_image(to_pixels(out.pasted, model)), frames_as_image(out.mask)
     target = frames_as_image(pixels)
     filled = mean_fill(target, mask)
     return {
@@ -165,8 +158,8 @@ def measure(model: MaskedAutoencoderViT, pixels: torch.Tensor, seed: int) -> dic
 
 def save_figure(model: MaskedAutoencoderViT, pixels: torch.Tensor, path: Path, seed: int) -> Path:
     """Per clip three rows, masked | reconstruction + visible | original, one frame a column."""
-    out = reconstruct(model.eval(), normalize(pixels, model), generator=torch.Generator().manual_seed(seed))
-    rows = [denormalize(out.masked, model), denormalize(out.pasted, model), pixels]  # each (N, C, T, H, W)
+    out = reconstruct(model.eval(), model.in_input_space(pixels), generator=torch.Generator().manual_seed(seed))
+    rows = [to_pixels(out.masked, model), to_pixels(out.pasted, model), pixels]  # each (N, C, T, H, W)
     frames = torch.stack(rows, dim=1).permute(0, 1, 3, 2, 4, 5).flatten(0, 2)  # (N*3*T, C, H, W)
     frames = F.interpolate(frames, scale_factor=4, mode="nearest")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     bar = progress(range(args.steps), total=args.steps, desc="pre-training")
     for step in bar:
         lr = learning_rate(step, peak=args.lr, warmup_steps=args.steps // 20, total_steps=args.steps)
-        clips = normalize(data.draw(args.batch_size, train_stream), model)
+        clips = model.in_input_space(data.draw(args.batch_size, train_stream))
         loss = optimizer_step(optimizer, scaler, lr, lambda batch=clips: model(batch).loss, "cpu", None)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
