@@ -84,9 +84,7 @@ def tables(args: argparse.Namespace, results: dict) -> str:
         f"{'compiled' if args.compile else 'eager'}; forward + backward of forward_features; windows of "
         f"{args.window_size} patches, global blocks {global_blocks}."
     )
-    timings = harness.markdown_table(harness.timing_rows(results["times"], [REFERENCE]))
-    memory = harness.markdown_table(harness.memory_rows(results["memory"], REFERENCE))
-    return "\n\n".join([intro, timings, memory])
+    return intro + "\n\n" + harness.time_and_memory_tables(results, REFERENCE)
 
 
 def main(argv: Sequence[str] | None = None) -> dict | None:

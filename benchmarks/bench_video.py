@@ -138,9 +138,7 @@ def tables(args: argparse.Namespace, results: dict) -> str:
         f"({torch.Size(config.token_grid).numel()} tokens), batch {args.batch}, 90% tube masking, fp32, "
         f"{args.device}; largest prediction difference {results['prediction_gap']:.1e}."
     )
-    timing = harness.markdown_table(harness.timing_rows(results["times"], [REFERENCE]))
-    memory = harness.markdown_table(harness.memory_rows(results["memory"], REFERENCE))
-    return "\n\n".join([intro, timing, memory])
+    return intro + "\n\n" + harness.time_and_memory_tables(results, REFERENCE)
 
 
 def main(argv: Sequence[str] | None = None) -> dict | None:

@@ -201,6 +201,13 @@ def memory_rows(memory: dict[str, dict[str, float]], reference: str) -> list[dic
     return rows
 
 
+def time_and_memory_tables(results: dict, reference: str) -> str:
+    """The tables of a script that times its sides (``results["times"]``) and measures their memory
+    (``results["memory"]``), each against ``reference``."""
+    timings = markdown_table(timing_rows(results["times"], [reference]))
+    return timings + "\n\n" + markdown_table(memory_rows(results["memory"], reference))
+
+
 def markdown_table(rows: Sequence[dict[str, object]]) -> str:
     """A markdown table of rows (dicts with the same keys, the header)."""
     header = list(rows[0])
