@@ -15,9 +15,10 @@ from .vit import VisionTransformer
 
 STRIDES = {"0": 4, "1": 8, "2": 16, "3": 32, "pool": 64}
 """The pyramid's maps by name (torchvision's FPN names, in order) and their strides in pixels."""
-_BASE_STRIDE = 16  # the stride of the map the branches start from: ViTDet's, the patch of ViT-B/16 and ViT-L/16
-# Each branch, by detectron2's name (simfp_<log2 of its stride>), and the scale it applies to the stride-16 map.
-_BRANCHES = {"simfp_2": 4.0, "simfp_3": 2.0, "simfp_4": 1.0, "simfp_5": 0.5}
+LEVEL_STRIDES = (4, 8, 16, 32)  # the strides, in pixels, of the four maps that both dense models' branches make
+# Each branch by detectron2's name, simfp_<log2 of the stride it makes>, and that stride ("pool" has no branch).
+_BRANCHES = dict(zip(("simfp_2", "simfp_3", "simfp_4", "simfp_5"), LEVEL_STRIDES, strict=True))
+_RESAMPLED_STRIDE = 16  # a patch that is no power of two (14) is resized to this stride: ViTDet's, ViT-B/16's patch
 _LN_EPS = 1e-6  # detectron2's LayerNorm, which ViTDet's "LN" norm is
 
 
@@ -52,12 +53,13 @@ def rescale_branch(
 ) -> tuple[list[nn.Module], int]:
     """The layers that take a map of stride s to stride s / ``scale``, and their output channels.
 
-    ``scale`` 4: a 2x2 stride-2 transposed conv, ``norm``, GELU, another such conv; 2: one transposed
-    conv; 1: nothing; 0.5: a 2x2 max-pool. ``halve``: each transposed conv halves the channels
+    ``scale`` 4: a 2x2 stride-2 transposed conv, ``norm``, GELU, another such conv (8: three, with a
+    ``norm`` and GELU between each two); 2: one transposed conv; 1: nothing; 0.5: a 2x2 max-pool (0.25: a
+    4x4 one, and so on). ``scale`` must be a power of two. ``halve``: each transposed conv halves the channels
     (ViTDet's pyramid) rather than keeping them (BEiT's neck). (B, D, h, w) -> (B, D', h * scale, w * scale).
     """
     if scale < 1:
-        return [nn.MaxPool2d(kernel_size=2, stride=2)], dim
+        return [nn.MaxPool2d(kernel_size=round(1 / scale), stride=round(1 / scale))], dim
     layers: list[nn.Module] = []
     for step in range(round(math.log2(scale))):
         if step:
@@ -66,6 +68,13 @@ def rescale_branch(
         layers.append(nn.ConvTranspose2d(dim, out, kernel_size=2, stride=2))
         dim = out
     return layers, dim
+
+
+def power_of_two_patch(encoder: VisionTransformer) -> int | None:
+    """The encoder's patch side if it is square and a power of two (its map then rescales exactly to every
+    stride of ``LEVEL_STRIDES``), else None."""
+    height, width = encoder.config.patch_hw
+    return height if height == width and height & (height - 1) == 0 else None
 
 
 def require_encoder(encoder: object) -> None:
@@ -86,9 +95,12 @@ class SimpleFeaturePyramid(nn.Module):
     without bias and followed by a channel LayerNorm (ViTDet's "LN"); "pool" subsamples stride 32
     (max-pool, kernel 1, stride 2: torchvision's and ViTDet's ``LastLevelMaxPool``).
 
-    A patch other than 16 (ViT-H/14): the last map is first resized bilinearly to (ceil(H/16),
-    ceil(W/16)), so the strides are the same. ViTDet instead resizes ViT-H's 14x14 patch-embedding
-    kernel to 16x16 and runs the ViT at patch 16; this keeps the encoder as it was pre-trained.
+    Other patches: the branches start from the patch's stride P, each scaling by P / its stride, so a
+    patch of 8 upsamples once for stride 4, keeps the map for 8 and max-pools 2x2 for 16 and 4x4 for
+    32 (a patch of 4 or 32 likewise): no level is resampled. A patch that is no power of two (ViT-H/14)
+    has its last map resized bilinearly to (ceil(H/16), ceil(W/16)) first, then the patch-16 branches.
+    ViTDet instead resizes ViT-H's 14x14 patch-embedding kernel to 16x16 and runs the ViT at patch
+    16; this keeps the encoder as it was pre-trained.
 
     torchvision's ``FasterRCNN``, ``MaskRCNN`` and ``RetinaNet`` take it with their defaults: it has
     ``out_channels``, and their default anchors have five levels (one per map, sizes 32 to 512), their
@@ -99,9 +111,9 @@ class SimpleFeaturePyramid(nn.Module):
     ``encoder``: an :class:`MAEEncoder` (a :class:`MaskedAutoencoderViT`'s decoder or an
     :class:`MAEViTClassifier`'s head would stay unused, without gradients). Its final norm takes no
     part either: with ``DistributedDataParallel`` pass ``find_unused_parameters=True`` or freeze it
-    (``encoder.norm.requires_grad_(False)``). Images: any size
-    divisible by the patch (the encoder checks it), at least 17 pixels a side (else the stride-32 and
-    64 maps are empty). Keys: ``encoder.*`` (the encoder's own, so its weights load as usual) and
+    (``encoder.norm.requires_grad_(False)``). Images: any size divisible by the patch (the encoder
+    checks it), at least 32 pixels a side (17 for a patch that is no power of two; else the stride-32
+    and 64 maps are empty). Keys: ``encoder.*`` (the encoder's own, so its weights load as usual) and
     detectron2 ViTDet's ``simfp_2.*``, ``simfp_3.*``, ``simfp_4.*``, ``simfp_5.*`` (strides 4, 8, 16, 32).
     """
 
@@ -111,8 +123,9 @@ class SimpleFeaturePyramid(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.out_channels = out_channels
-        for name, scale in _BRANCHES.items():
-            layers, dim = rescale_branch(encoder.num_features, scale, _layer_norm, halve=True)
+        self.base_stride = power_of_two_patch(encoder) or _RESAMPLED_STRIDE  # the stride the branches start from
+        for name, stride in _BRANCHES.items():
+            layers, dim = rescale_branch(encoder.num_features, self.base_stride / stride, _layer_norm, halve=True)
             layers += [
                 ConvNorm(dim, out_channels, 1, _layer_norm(out_channels)),
                 ConvNorm(out_channels, out_channels, 3, _layer_norm(out_channels)),
@@ -121,14 +134,17 @@ class SimpleFeaturePyramid(nn.Module):
 
     def forward(self, imgs: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         """The pyramid's maps. imgs: (B, C, H, W) -> {"0": (B, out, H/4, W/4), ..., "pool": (B, out, H/64, W/64)}."""
-        self.encoder.grid_of(imgs)  # first: a non-tensor or a wrong size is the encoder's ValueError
+        grid = self.encoder.grid_of(imgs)  # first: a non-tensor or a wrong size is the encoder's ValueError
+        resampled = self.base_stride != self.encoder.config.patch_hw[0]
         height, width = imgs.shape[-2:]
-        size = ((height + _BASE_STRIDE - 1) // _BASE_STRIDE, (width + _BASE_STRIDE - 1) // _BASE_STRIDE)
-        expected = f"at least {_BASE_STRIDE + 1} pixels high and wide (the stride-32 and 64 maps would be empty)"
-        require(min(size) >= 2, "imgs", f"images of {height} x {width} pixels", expected)
+        base = [-(-side // self.base_stride) for side in (height, width)] if resampled else list(grid)
+        coarsest = _BRANCHES["simfp_5"] // self.base_stride  # the stride-32 branch's pool, in base-map cells
+        minimum = _RESAMPLED_STRIDE + 1 if resampled else _BRANCHES["simfp_5"]
+        expected = f"at least {minimum} pixels high and wide (the stride-32 and 64 maps would be empty)"
+        require(min(base) >= max(coarsest, 1), "imgs", f"images of {height} x {width} pixels", expected)
         (last,) = self.encoder.forward_intermediates(imgs, [-1], output_fmt="NCHW", intermediates_only=True)
-        if self.encoder.config.patch_hw != (_BASE_STRIDE, _BASE_STRIDE):
-            last = F.interpolate(last, size=size, mode="bilinear", align_corners=False)
+        if resampled:
+            last = F.interpolate(last, size=tuple(base), mode="bilinear", align_corners=False)
         maps = [self.get_submodule(name)(last) for name in _BRANCHES]
         maps.append(F.max_pool2d(maps[-1], kernel_size=1, stride=2))
         return OrderedDict(zip(STRIDES, maps, strict=True))

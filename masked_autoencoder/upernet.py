@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validation import describe, is_int, is_number, require, require_positive_int
-from .pyramid import require_encoder, rescale_branch
+from .pyramid import LEVEL_STRIDES, power_of_two_patch, require_encoder, rescale_branch
 from .vit import VisionTransformer
 
 _SEG_STD = 0.01  # mmseg's init of the classifier (normal, zero bias)
@@ -111,10 +111,12 @@ class UperNet(nn.Module):
     imgs (B, C, H, W) -> logits (B, num_classes, H, W). The patch maps (B, D, H/P, W/P) of four blocks
     (``indices``, without the final norm; default: evenly spaced, depth/4 - 1, depth/2 - 1, 3 depth/4 - 1
     and depth - 1, e.g. 2, 5, 8, 11 for ViT-B as mmseg's ViT UperNet; BEiT and MAE's ADE20K runs used
-    3, 5, 7, 11 for ViT-B and 7, 11, 15, 23 for ViT-L) go, shallowest first, to strides P/4, P/2, P and
-    2P (4, 8, 16, 32 for P = 16): two 2x2 stride-2 transposed convs with BatchNorm and GELU between
-    them, one, none, a 2x2 max-pool (each D channels, BEiT's ``fpn1`` to ``fpn4``); then the head.
-    Images: any size divisible by the patch with at least 2 patches a side (for the max-pool). The
+    3, 5, 7, 11 for ViT-B and 7, 11, 15, 23 for ViT-L) go, shallowest first, to strides 4, 8, 16 and 32:
+    for P = 16, two 2x2 stride-2 transposed convs with BatchNorm and GELU between them, one, none, a
+    2x2 max-pool (each D channels, BEiT's ``fpn1`` to ``fpn4``); then the head. Another power of two
+    scales by P / stride likewise (P = 8: one transposed conv, none, 2x2 and 4x4 max-pools); any other
+    patch (14) goes to strides P/4, P/2, P and 2P by BEiT's layers. Images: any size divisible by the
+    patch, at least 32 pixels a side (2 patches for a patch that is no power of two). The
     encoder's final norm and any block after the deepest index take no part: with
     ``DistributedDataParallel`` pass ``find_unused_parameters=True`` or freeze them.
     Keys: ``encoder.*`` (its own), ``neck.0.*`` to ``neck.3.*``, ``decode_head.*`` (:class:`UperNetHead`'s).
@@ -141,15 +143,18 @@ class UperNet(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.indices = sorted(i % depth for i in indices)  # forward_intermediates returns them in block order
-        dim = encoder.num_features
+        dim, patch = encoder.num_features, power_of_two_patch(encoder)
+        scales = _SCALES if patch is None else [patch / stride for stride in LEVEL_STRIDES]
+        self.min_patches = 2 if patch is None else max(1, LEVEL_STRIDES[-1] // patch)  # the coarsest map: 1 a side
         self.neck = nn.ModuleList(
-            nn.Sequential(*rescale_branch(dim, scale, nn.BatchNorm2d, halve=False)[0]) for scale in _SCALES
+            nn.Sequential(*rescale_branch(dim, scale, nn.BatchNorm2d, halve=False)[0]) for scale in scales
         )
         self.decode_head = UperNetHead([dim] * len(_SCALES), num_classes, channels, pool_scales, dropout)
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         """Per-pixel class logits. imgs: (B, C, H, W) -> (B, num_classes, H, W)."""
         grid = self.encoder.grid_of(imgs)  # first: a non-tensor or a wrong size is the encoder's ValueError
-        require(min(grid) >= 2, "imgs", f"a grid of {grid[0]} x {grid[1]} patches", "at least 2 patches a side")
+        expected = f"at least {self.min_patches} patches a side"
+        require(min(grid) >= self.min_patches, "imgs", f"a grid of {grid[0]} x {grid[1]} patches", expected)
         maps = self.encoder.forward_intermediates(imgs, self.indices, output_fmt="NCHW", intermediates_only=True)
         return self.decode_head([rescale(m) for rescale, m in zip(self.neck, maps, strict=True)], size=imgs.shape[-2:])

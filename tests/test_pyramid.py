@@ -37,7 +37,9 @@ def _last_block_map(encoder: torch.nn.Module, imgs: torch.Tensor) -> torch.Tenso
 
 
 # Sides divisible by the patch and by 64: every level is exactly H/stride x W/stride.
-@pytest.mark.parametrize(("patch", "size"), [(16, (128, 192)), (14, (448, 896)), (8, (128, 64))])
+@pytest.mark.parametrize(
+    ("patch", "size"), [(16, (128, 192)), (14, (448, 896)), (8, (128, 64)), (4, (64, 128)), (32, (128, 64))]
+)
 def test_maps_are_named_as_torchvisions_fpn_in_order_at_strides_4_to_64(patch, size):
     pyramid = _pyramid(patch)
     with torch.no_grad():
@@ -78,6 +80,25 @@ def test_another_patch_is_resized_bilinearly_to_the_stride_16_grid():
     with torch.no_grad():
         resized = F.interpolate(_last_block_map(pyramid.encoder, imgs), size=(14, 7), mode="bilinear")
         torch.testing.assert_close(pyramid(imgs)["2"], pyramid.simfp_4(resized))
+
+
+@pytest.mark.parametrize(
+    ("patch", "kernels"), [(8, {"simfp_4": 2, "simfp_5": 4}), (4, {"simfp_3": 2, "simfp_4": 4, "simfp_5": 8})]
+)
+def test_a_power_of_two_patch_starts_from_its_own_stride_without_resampling(patch, kernels):
+    pyramid = _pyramid(patch)
+    imgs = torch.randn(2, 3, 64, 96)
+    at_patch = {8: "simfp_3", 4: "simfp_2"}[patch]  # the branch whose stride is the patch's: no rescaling layer
+    with torch.no_grad():
+        branches = ["simfp_2", "simfp_3", "simfp_4", "simfp_5"]  # strides 4 to 32
+        maps = dict(zip(branches, pyramid(imgs).values(), strict=False))  # each branch's map ("pool" left out)
+        last = _last_block_map(pyramid.encoder, imgs)
+        torch.testing.assert_close(maps[at_patch], pyramid.get_submodule(at_patch)(last))
+        for name, kernel in kernels.items():
+            torch.testing.assert_close(maps[name], pyramid.get_submodule(name)[1:](F.max_pool2d(last, kernel)))
+    if patch == 8:  # stride 4: one transposed conv, halving the channels
+        assert isinstance(pyramid.simfp_2[0], torch.nn.ConvTranspose2d)
+        assert pyramid.simfp_2[0].out_channels == TINY.embed_dim // 2
 
 
 def test_vitdet_branches_halve_the_channels_and_use_channel_layer_norm():
@@ -191,10 +212,12 @@ def test_image_sides_must_be_divisible_by_the_patch():
     assert str(error.value).startswith(expected)
 
 
-@pytest.mark.parametrize(("patch", "size"), [(16, (16, 64)), (8, (64, 16))])
-def test_images_too_small_for_a_stride_32_map_are_refused(patch, size):
+@pytest.mark.parametrize(
+    ("patch", "size", "minimum"), [(16, (16, 64), 32), (8, (64, 24), 32), (4, (28, 64), 32), (14, (14, 28), 17)]
+)
+def test_images_too_small_for_a_stride_32_map_are_refused(patch, size, minimum):
     expected = (
-        "imgs must be at least 17 pixels high and wide (the stride-32 and 64 maps would be empty), "
+        f"imgs must be at least {minimum} pixels high and wide (the stride-32 and 64 maps would be empty), "
         f"got images of {size[0]} x {size[1]} pixels"
     )
     with pytest.raises(ValueError) as error:

@@ -33,14 +33,24 @@ def test_logits_are_per_pixel_at_the_input_size_and_backward_reaches_the_encoder
     assert model.decode_head.conv_seg.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize(("patch", "strides"), [(16, [4, 8, 16, 32]), (8, [2, 4, 8, 16])])
-def test_the_neck_brings_four_blocks_to_strides_p_over_4_to_2p(patch, strides):
+# A power of two goes to strides 4 to 32 (16: BEiT's neck); any other patch to P/4, P/2, P, 2P by BEiT's layers.
+@pytest.mark.parametrize(("patch", "strides"), [(16, [4, 8, 16, 32]), (8, [4, 8, 16, 32]), (4, [4, 8, 16, 32])])
+def test_the_neck_brings_four_blocks_of_a_power_of_two_patch_to_strides_4_to_32(patch, strides):
     model = UperNet(_encoder(patch=patch), CLASSES, channels=16).eval()
     seen = []
     model.decode_head.register_forward_pre_hook(lambda module, args: seen.append([m.shape for m in args[0]]))
     with torch.no_grad():
         assert model(torch.randn(1, 3, 128, 64)).shape == (1, CLASSES, 128, 64)
     assert seen == [[(1, TINY.embed_dim, 128 // s, 64 // s) for s in strides]]
+
+
+def test_a_patch_of_14_goes_to_strides_p_over_4_to_2p_by_beits_layers():
+    model = UperNet(_encoder(patch=14), CLASSES, channels=16).eval()
+    seen = []
+    model.decode_head.register_forward_pre_hook(lambda module, args: seen.append([m.shape for m in args[0]]))
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 112, 56)).shape == (2, CLASSES, 112, 56)  # an 8 x 4 grid of patches
+    assert seen == [[(2, TINY.embed_dim, 32 // 2**i, 16 // 2**i) for i in range(4)]]  # strides 3.5, 7, 14, 28
 
 
 def test_the_neck_reads_the_chosen_blocks_without_the_final_norm():
@@ -145,12 +155,14 @@ def test_indices_must_be_four_distinct_blocks(indices):
 
 
 @pytest.mark.parametrize(
-    ("size", "message"),
+    ("patch", "size", "message"),
     [
-        ((64, 72), r"^imgs must be height and width divisible by the patch size \(16, 16\)"),
-        ((16, 64), r"^imgs must be at least 2 patches a side, got a grid of 1 x 4 patches$"),
+        (16, (64, 72), r"^imgs must be height and width divisible by the patch size \(16, 16\)"),
+        (16, (16, 64), r"^imgs must be at least 2 patches a side, got a grid of 1 x 4 patches$"),
+        (4, (64, 28), r"^imgs must be at least 8 patches a side, got a grid of 16 x 7 patches$"),  # 32 pixels
+        (14, (14, 28), r"^imgs must be at least 2 patches a side, got a grid of 1 x 2 patches$"),
     ],
 )
-def test_images_are_checked(size, message):
+def test_images_are_checked(patch, size, message):
     with pytest.raises(ValueError, match=message):
-        _upernet()(torch.randn(2, 3, *size))
+        UperNet(_encoder(patch=patch), CLASSES, channels=16)(torch.randn(2, 3, *size))
