@@ -6,8 +6,9 @@ mask is exactly the pixels painted (no anti-aliasing), its box the smallest one 
 are exact. Each split is drawn from its own stream, ``(seed, split)``: the held-out images do not change with
 the number of training images.
 
-Encoders start from: ``photos-mae``, an MAE pre-trained by pretrain.py on the photographs (no shapes, no
-labels) and cached; ``random``, fresh weights of the same architecture; or any ``from_pretrained`` source.
+Encoders start from: ``shapes-mae``, an MAE pre-trained by pretrain.py on a third split, unlabelled images of
+shapes (the images alone, saved as PNGs: the common case of many images and few labels), and cached;
+``random``, fresh weights of the same architecture; or any ``from_pretrained`` source.
 """
 
 from __future__ import annotations
@@ -25,11 +26,19 @@ import numpy as np
 import pretrain
 import torch
 from cli import progress
-from common import add_model_arguments, build_model, choose_precision, learning_rate, optimizer_step, sample_photos
+from common import (
+    PHOTO_STATS,
+    add_model_arguments,
+    build_model,
+    choose_precision,
+    learning_rate,
+    optimizer_step,
+    sample_photos,
+)
 from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.ops import masks_to_boxes
-from torchvision.transforms.functional import pil_to_tensor
+from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from masked_autoencoder import MAEEncoder, param_groups_lrd
 
@@ -37,8 +46,8 @@ CLASSES = ("circle", "square", "triangle")  # label i + 1; 0 is background
 MAX_SHAPES = 3  # shapes per image: 1 to 3
 SIDE_RANGE = (0.15, 0.4)  # a shape's side as a fraction of the image side
 PLACEMENT_TRIES = 20  # random positions tried before an image gets fewer shapes (no overlaps)
-SPLITS = {"train": 0, "heldout": 1}
-PHOTOS_MAE = "photos-mae"  # --init: pre-train (or reuse) an MAE on the photographs
+SPLITS = {"train": 0, "heldout": 1, "unlabelled": 2}
+SHAPES_MAE = "shapes-mae"  # --init: pre-train (or reuse) an MAE on the unlabelled split
 CACHE_RECORD = "dense_pretraining.json"
 NO_WEIGHT_DECAY = ("pos_embed", "cls_token")
 # ViTDet's layer decay for ViT-B; the demo encoder is 4 blocks deep, so its first block still learns at 0.42x.
@@ -144,18 +153,21 @@ def add_dense_arguments(
     parser.add_argument(
         "--init",
         nargs="+",
-        default=[PHOTOS_MAE, "random"],
-        help=f"encoders to fine-tune, one run each: {PHOTOS_MAE} (pre-trained on the photographs, cached), "
+        default=[SHAPES_MAE, "random"],
+        help=f"encoders to fine-tune, one run each: {SHAPES_MAE} (pre-trained on unlabelled shapes, cached), "
         "random, or a from_pretrained source (a folder, a file, a Hub id)",
     )
-    parser.add_argument("--train-images", type=int, default=512, help="shapes images drawn for training")
-    parser.add_argument("--heldout-images", type=int, default=128, help="shapes images drawn for testing")
+    parser.add_argument("--train-images", type=int, default=512, help="labelled images drawn for fine-tuning")
+    parser.add_argument("--heldout-images", type=int, default=128, help="labelled images drawn for testing")
     parser.add_argument("--steps", type=int, default=steps, help="fine-tuning steps per run")
     parser.add_argument("--batch-size", type=int, default=batch_size, help="images per training step")
     parser.add_argument("--lr", type=float, default=lr, help="peak lr (AdamW, warm-up then cosine)")
-    parser.add_argument("--pretrain-steps", type=int, default=200, help=f"pretrain.py's steps for {PHOTOS_MAE}")
+    parser.add_argument(
+        "--unlabelled-images", type=int, default=4096, help=f"images drawn (without labels) for {SHAPES_MAE}"
+    )
+    parser.add_argument("--pretrain-steps", type=int, default=500, help=f"pretrain.py's steps for {SHAPES_MAE}")
     parser.add_argument("--pretrain-batch-size", type=int, default=32, help="images per pre-training step")
-    parser.add_argument("--mae-cache", type=Path, default=Path("runs/photos-mae"), help=f"where {PHOTOS_MAE} lives")
+    parser.add_argument("--mae-cache", type=Path, default=Path("runs/shapes-mae"), help=f"where {SHAPES_MAE} lives")
     parser.add_argument("--output", type=Path, default=Path(output), help="where the results are written")
     parser.add_argument(
         "--precision",
@@ -168,8 +180,11 @@ def add_dense_arguments(
 
 
 def _pretrain_argv(args: argparse.Namespace) -> list[str]:
-    """pretrain.py's command line for the photographs' MAE of these flags."""
+    """pretrain.py's command line for the shapes MAE of these flags, on the images in --mae-cache/images."""
     settings = {
+        "--data": args.mae_cache / "images",
+        "--mean": PHOTO_STATS["mean"],  # not measured on the images: the detectors and UperNet's inputs use these
+        "--std": PHOTO_STATS["std"],
         "--model": args.model,
         "--img-size": args.img_size,
         "--patch-size": args.patch_size,
@@ -182,18 +197,35 @@ def _pretrain_argv(args: argparse.Namespace) -> list[str]:
     }
     if args.device:
         settings["--device"] = args.device
-    return [str(item) for pair in settings.items() for item in pair]
+    argv = []
+    for flag, value in settings.items():
+        argv += [flag, *(str(item) for item in (value if isinstance(value, tuple) else (value,)))]
+    return argv
 
 
-def photos_mae(args: argparse.Namespace) -> Path:
-    """The checkpoint of an MAE pre-trained by pretrain.py on the photographs: reused if made with these flags."""
+def save_unlabelled(args: argparse.Namespace) -> None:
+    """Draw --unlabelled-images images of shapes and save them as PNGs in --mae-cache/images, without labels."""
+    folder = args.mae_cache / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.png"):
+        stale.unlink()
+    shapes = make_shapes(args.unlabelled_images, args.img_size, "unlabelled", args.seed)
+    for index, image in enumerate(shapes.images):
+        to_pil_image((image * 255).round().to(torch.uint8)).save(folder / f"{index:05d}.png")  # the drawn bytes
+
+
+def shapes_mae(args: argparse.Namespace) -> Path:
+    """The checkpoint of an MAE pre-trained by pretrain.py on unlabelled shapes: reused if made with these flags."""
     argv, record = _pretrain_argv(args), args.mae_cache / CACHE_RECORD
-    if record.is_file() and json.loads(record.read_text()) == argv:
-        print(f"reusing the MAE pre-trained on the photographs in {args.mae_cache}")
+    made_with = {"unlabelled_images": args.unlabelled_images, "pretrain": argv}
+    if record.is_file() and json.loads(record.read_text()) == made_with:
+        print(f"reusing the MAE pre-trained on unlabelled shapes in {args.mae_cache}")
     else:
-        print(f"pre-training an MAE on the photographs: python examples/pretrain.py {' '.join(argv)}")
+        save_unlabelled(args)
+        print(f"pre-training an MAE on {args.unlabelled_images} unlabelled shapes images:")
+        print(f"python examples/pretrain.py {' '.join(argv)}")
         pretrain.main(argv)
-        record.write_text(json.dumps(argv))
+        record.write_text(json.dumps(made_with))
     return args.mae_cache / "checkpoint"
 
 
@@ -201,7 +233,7 @@ def load_encoder(source: str, args: argparse.Namespace) -> MAEEncoder:
     """The encoder of ``source`` (see --init) for images of --img-size, in training mode."""
     if source == "random":
         return build_model(args, encoder_only=True).train()
-    path = photos_mae(args) if source == PHOTOS_MAE else source
+    path = shapes_mae(args) if source == SHAPES_MAE else source
     return MAEEncoder.from_pretrained(path, img_size=args.img_size).train()
 
 
