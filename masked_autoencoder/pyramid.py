@@ -77,6 +77,11 @@ def power_of_two_patch(encoder: VisionTransformer) -> int | None:
     return height if height == width and height & (height - 1) == 0 else None
 
 
+def min_cells(stride: int) -> int:
+    """Cells a side that a map of ``stride`` needs so that the stride-32 level still has one."""
+    return max(1, LEVEL_STRIDES[-1] // stride)
+
+
 def require_encoder(encoder: object) -> None:
     """Raise unless ``encoder`` is one of this library's ViTs (whose ``forward_intermediates`` the heads read)."""
     expected = "an MAE encoder: a VisionTransformer (MAEEncoder, MaskedAutoencoderViT or MAEViTClassifier)"
@@ -124,6 +129,7 @@ class SimpleFeaturePyramid(nn.Module):
         self.encoder = encoder
         self.out_channels = out_channels
         self.base_stride = power_of_two_patch(encoder) or _RESAMPLED_STRIDE  # the stride the branches start from
+        self._resampled = self.base_stride != encoder.config.patch_hw[0]
         for name, stride in _BRANCHES.items():
             layers, dim = rescale_branch(encoder.num_features, self.base_stride / stride, _layer_norm, halve=True)
             layers += [
@@ -135,15 +141,13 @@ class SimpleFeaturePyramid(nn.Module):
     def forward(self, imgs: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         """The pyramid's maps. imgs: (B, C, H, W) -> {"0": (B, out, H/4, W/4), ..., "pool": (B, out, H/64, W/64)}."""
         grid = self.encoder.grid_of(imgs)  # first: a non-tensor or a wrong size is the encoder's ValueError
-        resampled = self.base_stride != self.encoder.config.patch_hw[0]
         height, width = imgs.shape[-2:]
-        base = [-(-side // self.base_stride) for side in (height, width)] if resampled else list(grid)
-        coarsest = _BRANCHES["simfp_5"] // self.base_stride  # the stride-32 branch's pool, in base-map cells
-        minimum = _RESAMPLED_STRIDE + 1 if resampled else _BRANCHES["simfp_5"]
+        base = [-(-side // self.base_stride) for side in (height, width)] if self._resampled else list(grid)
+        minimum = _RESAMPLED_STRIDE + 1 if self._resampled else LEVEL_STRIDES[-1]
         expected = f"at least {minimum} pixels high and wide (the stride-32 and 64 maps would be empty)"
-        require(min(base) >= max(coarsest, 1), "imgs", f"images of {height} x {width} pixels", expected)
+        require(min(base) >= min_cells(self.base_stride), "imgs", f"images of {height} x {width} pixels", expected)
         (last,) = self.encoder.forward_intermediates(imgs, [-1], output_fmt="NCHW", intermediates_only=True)
-        if resampled:
+        if self._resampled:
             last = F.interpolate(last, size=tuple(base), mode="bilinear", align_corners=False)
         maps = [self.get_submodule(name)(last) for name in _BRANCHES]
         maps.append(F.max_pool2d(maps[-1], kernel_size=1, stride=2))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validation import describe, is_int, is_number, require, require_positive_int
-from .pyramid import LEVEL_STRIDES, power_of_two_patch, require_encoder, rescale_branch
+from .pyramid import LEVEL_STRIDES, min_cells, power_of_two_patch, require_encoder, rescale_branch
 from .vit import VisionTransformer
 
 _SEG_STD = 0.01  # mmseg's init of the classifier (normal, zero bias)
@@ -145,7 +145,7 @@ class UperNet(nn.Module):
         self.indices = sorted(i % depth for i in indices)  # forward_intermediates returns them in block order
         dim, patch = encoder.num_features, power_of_two_patch(encoder)
         scales = _SCALES if patch is None else [patch / stride for stride in LEVEL_STRIDES]
-        self.min_patches = 2 if patch is None else max(1, LEVEL_STRIDES[-1] // patch)  # the coarsest map: 1 a side
+        self.min_patches = 2 if patch is None else min_cells(patch)  # 2: BEiT's 2x2 pool for the coarsest map
         self.neck = nn.ModuleList(
             nn.Sequential(*rescale_branch(dim, scale, nn.BatchNorm2d, halve=False)[0]) for scale in scales
         )
