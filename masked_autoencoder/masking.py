@@ -372,10 +372,6 @@ def _require_image_grid(grid: tuple[int, ...], strategy: MaskingStrategy) -> Non
     require(len(grid) == 2, "grid", grid, expected)
 
 
-def _is_bool(tensor: torch.Tensor) -> bool:
-    return tensor.dtype == torch.bool
-
-
 def _check_per_patch(
     value: object, name: str, tokens: torch.Tensor, dtype_text: str, dtype_ok: Callable[[torch.Tensor], bool]
 ) -> None:

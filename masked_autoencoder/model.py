@@ -18,8 +18,8 @@ from .layers import build_blocks, init_vit_weights
 from .loss import check_loss_inputs, masked_mse
 from .masking import MaskingArgs, MaskingStrategy, RandomMasking, gather_tokens, kept_slots
 from .patches import to_patches, to_tubelets, unpatchify
-from .pos_embed import clip_position_table, position_table_for_grid, sincos_pos_embed_2d, unsaved_table_device
-from .vit import fixed_clip_table
+from .pos_embed import position_table_for_grid, sincos_pos_embed_2d
+from .vit import fixed_clip_table, unsaved_clip_table
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -76,10 +76,7 @@ class MaskedAutoencoderViT(MAEEncoder):
         self.decoder_embed = nn.Linear(config.embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         if config.is_video:  # fixed and not saved, as the encoder's (see VisionTransformer)
-            table = clip_position_table(dim, config.token_grid, config.video_pos_embed, device=unsaved_table_device())[
-                None
-            ]
-            self.register_buffer("decoder_pos_embed", table, persistent=False)
+            self.register_buffer("decoder_pos_embed", unsaved_clip_table(dim, config), persistent=False)
         else:
             self.register_buffer("decoder_pos_embed", sincos_pos_embed_2d(dim, config.grid_size, cls_token=True)[None])
         self.decoder_blocks = build_blocks(

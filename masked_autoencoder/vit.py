@@ -86,10 +86,7 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         self.cls_token = None if config.is_video else nn.Parameter(torch.zeros(1, 1, dim))
         if config.is_video:
             require(not learned_position_table, "learned_position_table", True, "False for clips (a fixed table)")
-            table = clip_position_table(dim, config.token_grid, config.video_pos_embed, device=unsaved_table_device())[
-                None
-            ]
-            self.register_buffer("pos_embed", table, persistent=False)
+            self.register_buffer("pos_embed", unsaved_clip_table(dim, config), persistent=False)
         elif learned_position_table:
             self.pos_embed = nn.Parameter(sincos_pos_embed_2d(dim, config.grid_size, cls_token=True)[None])
         else:  # fixed, but saved: official checkpoints hold it and load strictly
