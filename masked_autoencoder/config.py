@@ -110,6 +110,11 @@ class MAEConfig:
         return (self.tubelet_size, *self.patch_hw)
 
     @property
+    def token_patch(self) -> tuple[int, ...]:
+        """What one token covers, as :func:`patchify` takes it: (P_h, P_w) for images, :attr:`tubelet` for clips."""
+        return self.tubelet if self.is_video else self.patch_hw
+
+    @property
     def token_grid(self) -> tuple[int, ...]:
         """The tokens' grid at the configured size: (h, w) for images, (T / t, h, w) for clips."""
         return (self.num_frames // self.tubelet_size, *self.grid_size) if self.is_video else self.grid_size

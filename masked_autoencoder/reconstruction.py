@@ -53,7 +53,7 @@ def reconstruct(
     """
     out = model(imgs, mask_ratio=mask_ratio, **masking_args)
     config, grid = model.config, model.grid_of(imgs)
-    patch = config.tubelet if config.is_video else config.patch_hw  # clips: (t, P_h, P_w) tubelets
+    patch = config.token_patch  # clips: (t, P_h, P_w) tubelets
     target = patchify(imgs, patch).to(out.pred.dtype)
     if config.loss_target == "mae":
         pred = _to_pixels(out.pred, target, out.mask, 1) if config.norm_pix_loss else out.pred

@@ -79,7 +79,7 @@ class VisionTransformer(PretrainedMixin, nn.Module):
         self.config = config
         self.learned_position_table = learned_position_table
         dim = config.embed_dim
-        self.patch_embed = PatchEmbed(config.tubelet if config.is_video else config.patch_hw, config.in_chans, dim)
+        self.patch_embed = PatchEmbed(config.token_patch, config.in_chans, dim)
         # Clips have no class token (VideoMAE, the space-time MAE), and their fixed table is not saved:
         # VideoMAE's checkpoints hold none, and it is computed exactly from the config.
         self.num_prefix_tokens = 0 if config.is_video else 1

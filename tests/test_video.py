@@ -41,6 +41,7 @@ def seeded(model_class: type, config: MAEConfig = CLIPS, **options: object) -> t
 def test_a_video_config_has_a_tubelet_grid_90_percent_masking_and_no_image_table():
     assert (CLIPS.is_video, TINY.is_video) == (True, False)
     assert (CLIPS.tubelet, CLIPS.token_grid, CLIPS.patch_dim) == ((2, 8, 8), (2, 4, 4), 2 * 8 * 8 * 3)
+    assert (CLIPS.token_patch, TINY.token_patch) == ((2, 8, 8), (8, 8))  # what patchify takes: tubelet, patch
     assert (CLIPS.mask_ratio, TINY.mask_ratio) == (0.9, 0.75)  # the space-time MAE's and VideoMAE's
     assert TINY.replace(num_frames=4, tubelet_size=2, mask_ratio=0.5).mask_ratio == 0.5
     assert MAEConfig.from_dict(CLIPS.to_dict()) == CLIPS
