@@ -157,32 +157,16 @@ def _convert(
     """The config, our keys, and the config fields the checkpoint records."""
     written = files.config or {}
     if family == TRANSFORMERS:
-        if files.config is None:
-            raise ValueError("transformers ViTMAE weights need their config.json beside them")
+        _require_config_json(files, "ViTMAE")
         # ViTMAEModel (encoder only) saves its keys without the "vit." of ViTMAEForPreTraining.
         tensors = {f"vit.{k}" if k.startswith(_BARE_ENCODER) else k: v for k, v in tensors.items()}
         config, state_dict = config_from_transformers(written), from_transformers_state_dict(tensors)
-        # Not layer_norm_eps: the published configs say 1e-12, but the weights were trained with 1e-6.
-        fields = (
-            "num_heads",
-            "norm_pix_loss",
-            *(("decoder_num_heads",) if "decoder_embed.weight" in state_dict else ()),
-        )
-        return config, state_dict, {f: getattr(config, f) for f in fields}
+        return config, state_dict, _recorded_by_transformers(config, state_dict)
     if family == VIDEOMAE:
-        if files.config is None:
-            raise ValueError("transformers VideoMAE weights need their config.json beside them")
+        _require_config_json(files, "VideoMAE")
         config, state_dict = config_from_videomae(written), from_videomae_state_dict(tensors)
-        fields = (
-            "num_heads",
-            "norm_pix_loss",
-            "video_pos_embed",
-            "loss_target",
-            "num_frames",
-            "tubelet_size",
-            *(("decoder_num_heads",) if "decoder_embed.weight" in state_dict else ()),
-        )
-        return config, state_dict, {f: getattr(config, f) for f in fields}
+        video = ("video_pos_embed", "loss_target", "num_frames", "tubelet_size")
+        return config, state_dict, _recorded_by_transformers(config, state_dict, video)
     if family == OURS:
         _check_our_format(written)
         config = MAEConfig.from_dict(written["config"])
@@ -193,6 +177,21 @@ def _convert(
         tag = (written.get(_DATA_CONFIG) or {}).get("tag")
         return config, tensors, {"norm_pix_loss": True} if tag == _TIMM_MAE_TAG else {}
     return config, tensors, _training_args(extras)
+
+
+def _require_config_json(files: CheckpointFiles, model: str) -> None:
+    if files.config is None:
+        raise ValueError(f"transformers {model} weights need their config.json beside them")
+
+
+def _recorded_by_transformers(
+    config: MAEConfig, state_dict: dict[str, torch.Tensor], more: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The fields a `transformers` config.json records: the heads and pixel target, the decoder's heads where the
+    file has a decoder, and ``more``."""
+    # Not layer_norm_eps: the published configs say 1e-12, but the weights were trained with 1e-6.
+    decoder = ("decoder_num_heads",) if "decoder_embed.weight" in state_dict else ()
+    return {field: getattr(config, field) for field in ("num_heads", "norm_pix_loss", *decoder, *more)}
 
 
 def _family(files: CheckpointFiles, tensors: dict[str, torch.Tensor]) -> str:
