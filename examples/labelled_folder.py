@@ -15,13 +15,14 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from cli import argument_parser, progress
-from common import learning_rate, set_learning_rate
+from common import learning_rate, optimizer_step
 from digits import positive
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -200,6 +201,7 @@ def train(
     args.output.mkdir(parents=True, exist_ok=True)
     metrics = (args.output / "metrics.jsonl").open("w", encoding="utf-8")
     step, began, confusion = 0, time.perf_counter(), torch.zeros(0)
+    fp32 = torch.amp.GradScaler(device.type, enabled=False)  # fp32 steps: the scaler passes everything through
     for epoch in range(math.ceil(args.epochs)):
         model.train()
         losses = []
@@ -208,12 +210,9 @@ def train(
             if step == total:
                 break
             lr = learning_rate(step, peak=peak, warmup_steps=warmup, total_steps=total, min_lr=args.min_lr)
-            set_learning_rate(optimizer, lr)
             images, targets = (images, labels) if mix is None else mix(images, labels)
-            loss = loss_of(model(images.to(device)), targets.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            batch_loss = partial(lambda x, y: loss_of(model(x), y), images.to(device), targets.to(device))
+            loss = optimizer_step(optimizer, fp32, lr, batch_loss, device.type, None)
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             step += 1
